@@ -1,0 +1,60 @@
+# perfkit — PGXS build, plus the two set-up commands `make demo` and `make test`.
+#
+# `make` / `make install` are the ordinary PGXS targets (install needs write access to the server's
+# directories, i.e. root on Debian).  `make test` and `make demo` install missing Debian packages
+# when run as root, build, install into the server and into a private copy of the server under
+# a temp directory, and run everything there; see test/lib.sh.
+
+EXTENSION   = perfkit
+EXTVERSION  = 0.1.0
+MODULE_big  = perfkit
+OBJS = \
+	src/perfkit.o \
+	src/hooks.o \
+	src/histogram.o \
+	src/normalize.o \
+	src/stats.o \
+	src/statsfile.o \
+	src/views.o
+
+DATA = sql/perfkit--$(EXTVERSION).sql
+PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index advice"
+
+# pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
+# instance configured by test/regress.conf.  `make installcheck` also works on a running server
+# that preloads perfkit.
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges
+REGRESS_OPTS = --inputdir=. --outputdir=results
+ISOLATION = concurrent_updates
+ISOLATION_OPTS = --inputdir=test/isolation
+
+SHLIB_LINK += -lhiredis
+PG_CPPFLAGS += -I$(srcdir)/src
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else ifeq ($(filter test demo deps bench print-tests,$(MAKECMDGOALS)),)
+$(error PostgreSQL server headers not found: run 'make deps' as root, or apt-get install postgresql-server-dev-15)
+endif
+
+.PHONY: test demo bench deps print-tests
+
+deps:
+	@bash test/lib.sh deps
+
+test:
+	@bash test/run_tests.sh
+
+demo:
+	@bash test/demo.sh
+
+bench:
+	@bash test/bench/pgbench_overhead.sh
+
+# Lists of suites for the test runner.
+print-tests:
+	@echo "REGRESS=$(REGRESS)"
+	@echo "ISOLATION=$(ISOLATION)"

@@ -1,0 +1,138 @@
+/*-------------------------------------------------------------------------
+ *
+ * perfkit.c
+ *	  Module entry point: settings, shared memory, hook registration.
+ *
+ * perfkit must be loaded through shared_preload_libraries: its statistics
+ * live in shared memory reserved at server start.  When the library is
+ * loaded any other way, _PG_init does nothing, and every SQL function
+ * raises an error saying how to preload it (stats.c).
+ *
+ * Shared memory is requested in the shmem_request hook (PostgreSQL 15 and
+ * later; directly from _PG_init before that) and attached in the
+ * shmem_startup hook, where the postmaster also loads the saved statistics
+ * and registers the save-at-shutdown callback (statsfile.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "stats.h"
+
+PG_MODULE_MAGIC;
+
+/* Settings */
+bool		pk_enabled = true;
+int			pk_track = PK_TRACK_TOP;
+bool		pk_track_utility = true;
+bool		pk_save = true;
+int			pk_max_statements = 5000;
+int			pk_max_query_length = 2048;
+
+static const struct config_enum_entry pk_track_options[] = {
+	{"none", PK_TRACK_NONE, false},
+	{"top", PK_TRACK_TOP, false},
+	{"all", PK_TRACK_ALL, false},
+	{NULL, 0, false}
+};
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/* Register the perfkit.* settings */
+static void
+pk_define_settings(void)
+{
+	DefineCustomBoolVariable("perfkit.enabled",
+							 "Records statement statistics when on.",
+							 NULL, &pk_enabled, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("perfkit.track",
+							 "Selects which statements are recorded: top (sent by clients), all (also inside functions) or none.",
+							 NULL, &pk_track, PK_TRACK_TOP, pk_track_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.track_utility",
+							 "Records utility statements (DDL, COPY, VACUUM, ...) too.",
+							 NULL, &pk_track_utility, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.save",
+							 "Saves the statistics at clean shutdown and reloads them at start.",
+							 NULL, &pk_save, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.max_statements",
+							"Maximum number of statements tracked; the least used are evicted beyond it.",
+							NULL, &pk_max_statements, 5000, 100, INT_MAX / 2,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.max_query_length",
+							"Bytes of normalized statement text kept per statement; longer texts are truncated.",
+							NULL, &pk_max_query_length, 2048, 64, 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("perfkit");
+}
+
+/* Reserve shared memory and the LWLock */
+static void
+pk_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(pk_stats_shmem_size());
+	RequestNamedLWLockTranche("perfkit", 1);
+}
+
+/* Attach shared memory; in the postmaster, load saved stats and arrange saving */
+static void
+pk_shmem_startup(void)
+{
+	bool		existed;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	existed = pk_stats_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+
+	if (!IsUnderPostmaster)
+	{
+		on_shmem_exit(pk_statsfile_save, (Datum) 0);
+		if (!existed)
+			pk_statsfile_load();
+	}
+}
+
+/* Module load: only effective from shared_preload_libraries */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	pk_define_settings();
+
+	/* the fingerprint is the core query id: make sure it is computed */
+	EnableQueryId();
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pk_shmem_request;
+#else
+	pk_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pk_shmem_startup;
+
+	pk_install_executor_hooks();
+}

@@ -1,0 +1,143 @@
+/*-------------------------------------------------------------------------
+ *
+ * views.c
+ *	  SQL-callable functions behind the perfkit views.
+ *
+ * Readers take the table lock in SHARED mode, copy each entry's counters
+ * under its spinlock and compute percentiles from the copy, so a reader
+ * never holds a spinlock for longer than a memcpy.  Query texts of other
+ * roles are returned as NULL unless the caller has the privileges of
+ * pg_read_all_stats, as pg_stat_statements does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_authid.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "stats.h"
+
+PG_FUNCTION_INFO_V1(perfkit_statements);
+PG_FUNCTION_INFO_V1(perfkit_info);
+PG_FUNCTION_INFO_V1(perfkit_reset);
+
+#define PK_STATEMENTS_COLS	21
+#define PK_INFO_COLS		5
+
+/* Rows of perfkit.statements (joined to role and database names in SQL) */
+Datum
+perfkit_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	HASH_SEQ_STATUS hs;
+	PkStatsEntry *entry;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_hash);
+	while ((entry = hash_seq_search(&hs)) != NULL)
+	{
+		Datum		values[PK_STATEMENTS_COLS];
+		bool		nulls[PK_STATEMENTS_COLS];
+		PkCounters	c;
+		int			i = 0;
+		double		stddev;
+
+		SpinLockAcquire(&entry->mutex);
+		c = entry->counters;
+		SpinLockRelease(&entry->mutex);
+
+		/* entries created at parse time whose execution has not finished */
+		if (c.calls == 0)
+			continue;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = ObjectIdGetDatum(entry->key.userid);
+		values[i++] = ObjectIdGetDatum(entry->key.dbid);
+		values[i++] = Int64GetDatum((int64) entry->key.queryid);
+		values[i++] = BoolGetDatum(entry->key.toplevel);
+		if (read_all || entry->key.userid == viewer)
+			values[i++] = PointerGetDatum(cstring_to_text_with_len(entry->query,
+																   entry->query_len));
+		else
+			nulls[i++] = true;
+		values[i++] = Int64GetDatum(c.calls);
+		values[i++] = Float8GetDatum(c.total_time);
+		values[i++] = Float8GetDatum(c.min_time);
+		values[i++] = Float8GetDatum(c.max_time);
+		values[i++] = Float8GetDatum(c.mean_time);
+		stddev = c.calls > 1 ? sqrt(c.sum_var_time / c.calls) : 0.0;
+		values[i++] = Float8GetDatum(stddev);
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.50, c.min_time, c.max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.95, c.min_time, c.max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.99, c.min_time, c.max_time));
+		values[i++] = Int64GetDatum(c.rows);
+		values[i++] = Int64GetDatum(c.shared_blks_hit);
+		values[i++] = Int64GetDatum(c.shared_blks_read);
+		values[i++] = Int64GetDatum(c.temp_blks_written);
+		values[i++] = Int64GetDatum(c.slow_calls);
+		values[i++] = TimestampTzGetDatum(c.first_seen);
+		values[i++] = TimestampTzGetDatum(c.last_seen);
+		Assert(i == PK_STATEMENTS_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_state->lock);
+
+	return (Datum) 0;
+}
+
+/* The single row of perfkit.info */
+Datum
+perfkit_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PK_INFO_COLS];
+	bool		nulls[PK_INFO_COLS] = {0};
+	int64		entries;
+	int64		evictions;
+	int64		dropped;
+	TimestampTz stats_reset;
+
+	pk_stats_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	entries = hash_get_num_entries(pk_hash);
+	SpinLockAcquire(&pk_state->mutex);
+	evictions = pk_state->evictions;
+	dropped = pk_state->dropped;
+	stats_reset = pk_state->stats_reset;
+	SpinLockRelease(&pk_state->mutex);
+	LWLockRelease(pk_state->lock);
+
+	values[0] = Int32GetDatum(pk_max_statements);
+	values[1] = Int64GetDatum(entries);
+	values[2] = Int64GetDatum(evictions);
+	values[3] = Int64GetDatum(dropped);
+	values[4] = TimestampTzGetDatum(stats_reset);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* perfkit.reset(): forget all statement statistics */
+Datum
+perfkit_reset(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_stats_reset();
+	PG_RETURN_VOID();
+}
