@@ -289,7 +289,7 @@ pk_stats_record(const PkStatsKey *key, const char *source, int location,
 				int len, const PkExecution *exec)
 {
 	PkStatsEntry *entry;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 
 	LWLockAcquire(pk_state->lock, LW_SHARED);
 	entry = hash_search(pk_hash, key, HASH_FIND, NULL);
@@ -309,6 +309,7 @@ pk_stats_record(const PkStatsKey *key, const char *source, int location,
 		}
 	}
 
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&entry->mutex);
 	pk_counters_add(&entry->counters, exec, now);
 	SpinLockRelease(&entry->mutex);
