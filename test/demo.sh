@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# test/demo.sh — `make demo`: build perfkit, start a throwaway PostgreSQL 15 server with perfkit
+# preloaded (unix socket only, in a temp directory), run a small shop-like workload with pgbench and
+# print what perfkit recorded.  The server and the temp directory are removed on exit, also on failure.
+# Environment: PG_CONFIG, PK_DEMO_PORT (default 5499), PK_DEMO_SECONDS (default 8), PK_KEEP=1.
+
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PORT=${PK_DEMO_PORT:-5499}   # no TCP listener, so any port works: the socket lives in our temp dir
+SECONDS_TO_RUN=${PK_DEMO_SECONDS:-8}
+
+# Run psql against the demo server as the cluster user.
+demo_psql() {
+	pk_as_cluster_user psql -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -d postgres "$@"
+}
+
+# Print a log file and fail: demo_fail MESSAGE LOGFILE.
+demo_fail() {
+	pk_err "$1"
+	if [[ -f $2 ]]; then tail -n 40 "$2" >&2; fi
+	exit 1
+}
+
+pk_traps
+pk_deps
+pk_build
+pk_workdir
+pk_temp_install
+
+DATA=$PK_WORK/demo_data
+SOCK=$PK_WORK/demo_sock
+SCRIPTS=$PK_WORK/demo_scripts
+LOG=$PK_WORK/demo_server.log
+
+pk_say "creating a throwaway cluster in $DATA"
+pk_as_cluster_user mkdir -p "$SOCK" "$SCRIPTS"
+pk_as_cluster_user initdb -D "$DATA" -A trust --no-sync --no-instructions -E UTF8 \
+	>"$PK_WORK/initdb.log" 2>&1 || demo_fail "initdb failed" "$PK_WORK/initdb.log"
+pk_as_cluster_user tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
+
+# perfkit demo
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+port = $PORT
+shared_preload_libraries = 'perfkit'
+perfkit.track = all
+fsync = off
+EOF
+
+pk_say "starting the server (socket $SOCK, port $PORT)"
+pk_as_cluster_user pg_ctl -D "$DATA" -l "$LOG" -w -s start || demo_fail "server did not start" "$LOG"
+
+pk_say "creating the shop schema (customers, orders, order_items)"
+demo_psql >/dev/null <<'SQL'
+CREATE EXTENSION perfkit;
+CREATE SCHEMA shop;
+CREATE TABLE shop.customers (
+    id          int PRIMARY KEY,
+    name        text NOT NULL,
+    email       text NOT NULL,
+    city        text NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE TABLE shop.orders (
+    id          bigserial PRIMARY KEY,
+    customer_id int NOT NULL REFERENCES shop.customers,
+    status      text NOT NULL,
+    created_at  timestamptz NOT NULL,
+    total       numeric(10,2) NOT NULL DEFAULT 0
+);
+CREATE INDEX orders_customer_id_idx ON shop.orders (customer_id);
+-- order_items.order_id deliberately has no index.
+CREATE TABLE shop.order_items (
+    id          bigserial PRIMARY KEY,
+    order_id    bigint NOT NULL REFERENCES shop.orders,
+    sku         text NOT NULL,
+    qty         int NOT NULL,
+    price       numeric(10,2) NOT NULL
+);
+INSERT INTO shop.customers
+SELECT g, 'customer ' || g, 'customer' || g || '@example.com',
+       (ARRAY['Berlin', 'Paris', 'Lisbon', 'Oslo', 'Rome'])[1 + g % 5],
+       now() - g * interval '1 hour'
+FROM generate_series(1, 2000) g;
+INSERT INTO shop.orders (customer_id, status, created_at)
+SELECT 1 + (g * 7919) % 2000, (ARRAY['new', 'paid', 'shipped'])[1 + g % 3],
+       now() - g * interval '5 minutes'
+FROM generate_series(1, 3000) g;
+INSERT INTO shop.order_items (order_id, sku, qty, price)
+SELECT 1 + g % 3000, 'SKU-' || g % 500, 1 + g % 4, 5 + (g * 37) % 200
+FROM generate_series(1, 6000) g;
+UPDATE shop.orders o SET total = s.total
+FROM (SELECT order_id, sum(qty * price) AS total FROM shop.order_items GROUP BY order_id) s
+WHERE s.order_id = o.id;
+VACUUM ANALYZE;
+SELECT perfkit.reset();
+SQL
+
+# pgbench scripts, one per kind of request, with weights below.
+pk_as_cluster_user tee "$SCRIPTS/customer_by_id.sql" >/dev/null <<'EOF'
+\set cid random(1, 2000)
+SELECT id, name, email, city FROM shop.customers WHERE id = :cid;
+EOF
+pk_as_cluster_user tee "$SCRIPTS/orders_of_customer.sql" >/dev/null <<'EOF'
+\set cid random(1, 2000)
+SELECT id, status, created_at, total FROM shop.orders WHERE customer_id = :cid ORDER BY created_at DESC LIMIT 20;
+EOF
+pk_as_cluster_user tee "$SCRIPTS/place_order.sql" >/dev/null <<'EOF'
+\set cid random(1, 2000)
+\set qty random(1, 5)
+BEGIN;
+INSERT INTO shop.orders (customer_id, status, created_at) VALUES (:cid, 'new', now()) RETURNING id AS order_id \gset
+INSERT INTO shop.order_items (order_id, sku, qty, price) VALUES (:order_id, 'SKU-42', :qty, 19.99);
+UPDATE shop.orders SET total = :qty * 19.99 WHERE id = :order_id;
+COMMIT;
+EOF
+pk_as_cluster_user tee "$SCRIPTS/ship_order.sql" >/dev/null <<'EOF'
+\set oid random(1, 3000)
+UPDATE shop.orders SET status = 'shipped' WHERE id = :oid AND status <> 'shipped';
+EOF
+pk_as_cluster_user tee "$SCRIPTS/revenue_report.sql" >/dev/null <<'EOF'
+SELECT c.city, count(DISTINCT o.id) AS orders, sum(i.qty * i.price) AS revenue
+FROM shop.customers c
+JOIN shop.orders o ON o.customer_id = c.id
+JOIN shop.order_items i ON i.order_id = o.id
+WHERE o.created_at > now() - interval '3 days'
+GROUP BY c.city ORDER BY revenue DESC;
+EOF
+
+pk_say "running pgbench for ${SECONDS_TO_RUN}s (2 clients)"
+pk_as_cluster_user pgbench -n -T "$SECONDS_TO_RUN" -c 2 -j 2 -h "$SOCK" -p "$PORT" \
+	-f "$SCRIPTS/customer_by_id.sql@10" -f "$SCRIPTS/orders_of_customer.sql@5" \
+	-f "$SCRIPTS/place_order.sql@2" -f "$SCRIPTS/ship_order.sql@2" \
+	-f "$SCRIPTS/revenue_report.sql@1" postgres >"$PK_WORK/pgbench.log" 2>&1 ||
+	demo_fail "pgbench failed" "$PK_WORK/pgbench.log"
+grep -E '^(number of transactions actually processed|number of failed transactions|latency average|tps)' \
+	"$PK_WORK/pgbench.log" | sed 's/^/    /'
+
+echo
+pk_say "top statements recorded by perfkit (perfkit.statements)"
+demo_psql -P footer=off <<'SQL'
+SELECT left(query, 60) AS query, calls,
+       round(total_exec_time::numeric, 2) AS total_ms,
+       round(mean_exec_time::numeric, 3) AS mean_ms,
+       round(p50_exec_time::numeric, 3) AS p50_ms,
+       round(p95_exec_time::numeric, 3) AS p95_ms,
+       round(p99_exec_time::numeric, 3) AS p99_ms,
+       rows
+FROM perfkit.statements
+ORDER BY total_exec_time DESC
+LIMIT 10;
+SQL
+
+pk_say "perfkit.info"
+demo_psql -P footer=off -c 'SELECT * FROM perfkit.info;'
+
+if [[ $(demo_psql -At -c "SELECT to_regprocedure('perfkit.report()') IS NOT NULL") == t ]]; then
+	pk_say "perfkit.report()"
+	demo_psql -At -c 'SELECT perfkit.report();'
+fi
+
+pk_say "stopping the server"
+pk_as_cluster_user pg_ctl -D "$DATA" -w -s -m fast stop
+pk_teardown
+pk_say "demo done"

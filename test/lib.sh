@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# test/lib.sh — shared helpers for perfkit's test and demo scripts (test/run_tests.sh, test/demo.sh).
+#
+# Source it (`source test/lib.sh`) to get the pk_* functions, or run `bash test/lib.sh deps` to only
+# install/check the Debian packages (`make deps`).
+#
+# The scripts work both as root (CI: packages are installed, servers run as user "postgres", since
+# initdb/postgres refuse to run as root) and as an ordinary user (packages must already be there).
+# Everything a server or test touches lives in a private temp directory $PK_WORK, which holds:
+#   inst/   a private copy of the PostgreSQL 15 installation with perfkit installed into it
+#   src/    a copy of the repo's sql/ expected/ test/ (the checkout may be unreadable for postgres)
+#   tmp/    TMPDIR of everything run as the cluster user
+#   ...     data directories, sockets, logs and outputs of the suites
+# $PK_WORK is removed on exit (also on failure) after stopping any server under it; PK_KEEP=1 keeps it.
+# As root, perfkit is also installed into the system PostgreSQL (`make install`); PK_SYSTEM_INSTALL=0
+# skips that.
+
+set -euo pipefail
+
+# Make variables of an outer `make test` must not leak into our own make calls.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+
+PK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PK_PG_LIB=/usr/lib/postgresql/15        # the installation pk_temp_install copies
+PK_PG_SHARE=/usr/share/postgresql/15
+PK_CLUSTER_USER=postgres                # servers run as this user when we are root
+PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server libipc-run-perl
+	python3-psycopg2 make gcc libc6-dev)
+export PG_CONFIG
+
+# Print a progress line.
+pk_say() { printf '==> %s\n' "$*"; }
+
+# Print an error line to stderr.
+pk_err() { printf 'ERROR: %s\n' "$*" >&2; }
+
+# Succeed when running as root.
+pk_is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# Install the missing Debian packages (as root), or print the command to do so and fail (non-root).
+pk_deps() {
+	if ! command -v dpkg-query >/dev/null 2>&1; then
+		pk_say "not a Debian system: make sure these are installed: ${PK_PACKAGES[*]}"
+		return 0
+	fi
+	local missing=() p
+	for p in "${PK_PACKAGES[@]}"; do
+		[[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true) == installed ]] ||
+			missing+=("$p")
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		pk_say "packages: all present"
+		return 0
+	fi
+	if ! pk_is_root; then
+		pk_err "missing packages: ${missing[*]}; install them with:"
+		echo "sudo apt-get install -y ${missing[*]}"
+		return 1
+	fi
+	pk_say "installing: ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# Build perfkit in the repo root.
+pk_build() {
+	pk_say "building perfkit"
+	make -C "$PK_ROOT" --no-print-directory -j2 PG_CONFIG="$PG_CONFIG"
+}
+
+# Create $PK_WORK (readable by the cluster user) and arrange for pk_cleanup to run on exit.
+pk_workdir() {
+	PK_WORK=$(mktemp -d /tmp/perfkit.XXXXXX)
+	chmod 755 "$PK_WORK"
+	mkdir "$PK_WORK/tmp"   # TMPDIR of the cluster user: socket dirs of pg_regress and TAP nodes
+	if pk_is_root; then chown "$PK_CLUSTER_USER:" "$PK_WORK" "$PK_WORK/tmp"; fi
+	export PK_WORK
+	pk_traps
+}
+
+# Install the EXIT/signal traps that run pk_cleanup (safe to call more than once).
+pk_traps() {
+	trap 'pk_cleanup $?' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM HUP
+}
+
+# Stop every server whose data directory is under $PK_WORK, then remove $PK_WORK (unless PK_KEEP=1).
+pk_teardown() {
+	local pidfile pg_ctl
+	[[ -n ${PK_WORK:-} && -d $PK_WORK ]] || return 0
+	pg_ctl=${PK_BINDIR:-$PK_PG_LIB/bin}/pg_ctl
+	[[ -x $pg_ctl ]] || pg_ctl=$PK_PG_LIB/bin/pg_ctl
+	while IFS= read -r pidfile; do
+		pk_say "stopping leftover server in ${pidfile%/postmaster.pid}"
+		pk_as_cluster_user "$pg_ctl" stop -s -m immediate -D "${pidfile%/postmaster.pid}" >/dev/null 2>&1 || true
+	done < <(find "$PK_WORK" -name postmaster.pid -not -path "$PK_WORK/inst/*" 2>/dev/null || true)
+	if [[ ${PK_KEEP:-0} == 1 ]]; then
+		pk_say "keeping $PK_WORK (PK_KEEP=1)"
+	else
+		rm -rf "$PK_WORK" || true
+	fi
+	PK_WORK=
+}
+
+# EXIT trap: pk_teardown, then the caller's optional pk_exit_hook RC, then exit with the original status.
+pk_cleanup() {
+	local rc=${1:-$?}
+	set +e
+	trap - EXIT INT TERM HUP
+	pk_teardown
+	if declare -F pk_exit_hook >/dev/null; then pk_exit_hook "$rc"; fi
+	exit "$rc"
+}
+
+# Copy the PostgreSQL 15 installation to $PK_WORK/inst and install perfkit into the copy (and, as root
+# unless PK_SYSTEM_INSTALL=0, into the system).
+pk_temp_install() {
+	local inst=$PK_WORK/inst got want
+	pk_say "installing perfkit into a private copy of PostgreSQL 15 ($inst)"
+	mkdir -p "$inst/usr/lib/postgresql" "$inst/usr/share/postgresql"
+	# Real copies, not symlinks: postgres and pg_config locate lib/ and share/ relative to the real
+	# path of their own binary.
+	cp -a "$PK_PG_LIB" "$inst/usr/lib/postgresql/"
+	cp -a "$PK_PG_SHARE" "$inst/usr/share/postgresql/"
+	make -C "$PK_ROOT" --no-print-directory -s install DESTDIR="$inst" PG_CONFIG="$PG_CONFIG"
+	if pk_is_root && [[ ${PK_SYSTEM_INSTALL:-1} == 1 ]]; then
+		pk_say "installing perfkit into the system PostgreSQL 15"
+		make -C "$PK_ROOT" --no-print-directory -s install PG_CONFIG="$PG_CONFIG"
+	fi
+	PK_BINDIR=$inst/usr/lib/postgresql/15/bin
+	export PK_BINDIR
+	got=$("$PK_BINDIR/pg_config" --pkglibdir)
+	want=$inst/usr/lib/postgresql/15/lib
+	if [[ $(realpath -m "$got") != $(realpath -m "$want") ]]; then
+		pk_err "the copied installation is not relocatable: pg_config --pkglibdir says $got, expected $want"
+		return 1
+	fi
+}
+
+# Copy the test material (sql/ expected/ test/) to $PK_WORK/src, owned by the cluster user; sets PK_SRC.
+pk_stage_tests() {
+	PK_SRC=$PK_WORK/src
+	export PK_SRC
+	mkdir -p "$PK_SRC"
+	local d
+	for d in sql expected test; do
+		if [[ -d $PK_ROOT/$d ]]; then cp -a "$PK_ROOT/$d" "$PK_SRC/"; fi
+	done
+	if pk_is_root; then chown -R "$PK_CLUSTER_USER:" "$PK_SRC"; fi
+}
+
+# Run CMD (optionally preceded by VAR=value words) as the cluster user, with $PK_BINDIR first in
+# PATH, in directory $PK_CWD (default $PK_WORK).  TMPDIR=$PK_WORK/tmp, so socket directories of
+# pg_regress and TAP nodes go away with $PK_WORK.  The locale is pinned to C.UTF-8 (always present
+# on Debian 12) so that clusters, and thus expected outputs, do not depend on the caller's locale.
+pk_as_cluster_user() {
+	local dir=${PK_CWD:-$PK_WORK}
+	local path=${PK_BINDIR:+$PK_BINDIR:}$PATH
+	local envs=(PATH="$path" LANG=C.UTF-8 LC_ALL=C.UTF-8 TMPDIR="$PK_WORK/tmp" PK_WORK="$PK_WORK"
+		PK_BINDIR="${PK_BINDIR:-}" PG_CONFIG="$PG_CONFIG")
+	if pk_is_root; then
+		runuser -u "$PK_CLUSTER_USER" -- env -u LANGUAGE -C "$dir" "${envs[@]}" "$@"
+	else
+		env -u LANGUAGE -C "$dir" "${envs[@]}" "$@"
+	fi
+}
+
+# `bash test/lib.sh deps` (make deps).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	case ${1:-} in
+	deps) pk_deps ;;
+	*)
+		echo "usage: bash test/lib.sh deps   (or: source test/lib.sh)" >&2
+		exit 2
+		;;
+	esac
+fi
