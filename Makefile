@@ -30,6 +30,10 @@ ISOLATION_OPTS = --inputdir=test/isolation
 
 SHLIB_LINK += -lhiredis
 PG_CPPFLAGS += -I$(srcdir)/src
+# `make PERFKIT_ASSERTS=1` compiles perfkit's Assert()s in (make test does, for its private server)
+ifeq ($(PERFKIT_ASSERTS),1)
+PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
+endif
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)

@@ -56,9 +56,14 @@ void
 pk_hist_add(PkHistogram *hist, double ms)
 {
 	double		us = ms * 1000.0;
+	int			bucket;
 	uint32	   *slot;
 
-	slot = &hist->counts[pk_hist_bucket(us <= 0 ? 0 : (uint64) us)];
+	/* negative (clock step) and absurdly large values land in the end buckets */
+	bucket = pk_hist_bucket(us <= 0 ? 0 : us >= 1e15 ? UINT64CONST(1) << 50 : (uint64) us);
+
+	Assert(bucket >= 0 && bucket < PK_HIST_BUCKETS);
+	slot = &hist->counts[bucket];
 	if (unlikely(*slot == PG_UINT32_MAX))
 	{
 		/* a counter is saturated: halve all, keeping the distribution */

@@ -140,6 +140,7 @@ pk_stats_evict_locked(void)
 	long		n = 0;
 	long		victims;
 
+	Assert(LWLockHeldByMeInMode(pk_state->lock, LW_EXCLUSIVE) || !IsUnderPostmaster);
 	entries = palloc_extended(hash_get_num_entries(pk_hash) * sizeof(PkStatsEntry *),
 							  MCXT_ALLOC_NO_OOM);
 	if (entries == NULL)
@@ -181,6 +182,10 @@ pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len)
 {
 	PkStatsEntry *entry;
 	bool		found;
+
+	/* the postmaster loading the saved file is alone and takes no lock */
+	Assert(!IsUnderPostmaster || LWLockHeldByMeInMode(pk_state->lock, LW_EXCLUSIVE));
+	Assert(query_len >= 0);
 
 	if (hash_get_num_entries(pk_hash) >= pk_max_statements)
 	{

@@ -115,7 +115,7 @@ pk_cleanup() {
 }
 
 # Copy the PostgreSQL 15 installation to $PK_WORK/inst and install perfkit into the copy (and, as root
-# unless PK_SYSTEM_INSTALL=0, into the system).
+# unless PK_SYSTEM_INSTALL=0, into the system).  PK_ASSERTS=1: the copy gets an assertion-enabled build.
 pk_temp_install() {
 	local inst=$PK_WORK/inst got want
 	pk_say "installing perfkit into a private copy of PostgreSQL 15 ($inst)"
@@ -124,11 +124,19 @@ pk_temp_install() {
 	# path of their own binary.
 	cp -a "$PK_PG_LIB" "$inst/usr/lib/postgresql/"
 	cp -a "$PK_PG_SHARE" "$inst/usr/share/postgresql/"
-	make -C "$PK_ROOT" --no-print-directory -s install DESTDIR="$inst" PG_CONFIG="$PG_CONFIG"
 	if pk_is_root && [[ ${PK_SYSTEM_INSTALL:-1} == 1 ]]; then
 		pk_say "installing perfkit into the system PostgreSQL 15"
 		make -C "$PK_ROOT" --no-print-directory -s install PG_CONFIG="$PG_CONFIG"
 	fi
+	if [[ ${PK_ASSERTS:-0} == 1 ]]; then
+		# the tests exercise perfkit's Assert()s; the build is cleaned afterwards so that no
+		# assertion-enabled object is left for a later plain `make install`
+		pk_say "rebuilding perfkit with -DUSE_ASSERT_CHECKING for the private copy"
+		make -C "$PK_ROOT" --no-print-directory -s clean
+		make -C "$PK_ROOT" --no-print-directory -s -j2 PERFKIT_ASSERTS=1 PG_CONFIG="$PG_CONFIG"
+	fi
+	make -C "$PK_ROOT" --no-print-directory -s install DESTDIR="$inst" PG_CONFIG="$PG_CONFIG"
+	if [[ ${PK_ASSERTS:-0} == 1 ]]; then make -C "$PK_ROOT" --no-print-directory -s clean; fi
 	PK_BINDIR=$inst/usr/lib/postgresql/15/bin
 	export PK_BINDIR
 	got=$("$PK_BINDIR/pg_config" --pkglibdir)

@@ -150,7 +150,7 @@ pk_traps
 pk_deps
 pk_build
 pk_workdir
-pk_temp_install
+PK_ASSERTS=1 pk_temp_install
 pk_stage_tests
 
 PGXS_DIR=$(realpath "$(dirname "$("$PG_CONFIG" --pgxs)")/../..")   # .../lib/pgxs
