@@ -85,3 +85,148 @@ REVOKE ALL ON FUNCTION perfkit.reset() FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA perfkit TO PUBLIC;
 GRANT SELECT ON perfkit.statements, perfkit.info TO PUBLIC;
+
+-- Executions per latency decade (<0.01 ms ... >= 10 s) of one entry; used by perfkit.report().
+CREATE FUNCTION perfkit._latency_bins(userid oid, dbid oid, queryid bigint, toplevel boolean)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'perfkit_latency_bins'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+-- Raw rows of the slow-query ring; see the perfkit.slow_queries view.
+CREATE FUNCTION perfkit._slow_queries(
+    OUT ts timestamptz,
+    OUT pid integer,
+    OUT userid oid,
+    OUT dbid oid,
+    OUT application_name text,
+    OUT queryid bigint,
+    OUT level integer,
+    OUT duration double precision,
+    OUT rows bigint,
+    OUT query text,
+    OUT params text,
+    OUT plan text,
+    OUT visible boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_slow_queries'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+-- The latest executions at or above perfkit.slow_threshold, newest first.
+CREATE VIEW perfkit.slow_queries AS
+SELECT s.ts,
+       s.pid,
+       d.datname,
+       r.rolname,
+       s.application_name,
+       s.queryid,
+       s.duration,
+       s.rows,
+       s.query,
+       s.params,
+       s.plan,
+       s.level
+  FROM perfkit._slow_queries() s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.userid
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid;
+
+-- Forget every captured slow execution.
+CREATE FUNCTION perfkit.reset_slow_queries()
+RETURNS void
+AS 'MODULE_PATHNAME', 'perfkit_reset_slow_queries'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+REVOKE ALL ON FUNCTION perfkit.reset_slow_queries() FROM PUBLIC;
+GRANT SELECT ON perfkit.slow_queries TO PUBLIC;
+
+-- One page a person can read in a terminal: top statements with their latency
+-- distribution, recent slow queries with the first lines of their plans, and
+-- the sections later releases fill.
+CREATE FUNCTION perfkit.report(top integer DEFAULT 10, slow integer DEFAULT 5)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $report$
+DECLARE
+    out text;
+    s record;
+    q record;
+    info record;
+    n integer := 0;
+    shades constant text := ' .:-=+*#@';
+    bins bigint[];
+    peak bigint;
+    sketch text;
+    threshold text := current_setting('perfkit.slow_threshold');
+BEGIN
+    IF top IS NULL OR top < 0 OR slow IS NULL OR slow < 0 THEN
+        RAISE EXCEPTION 'report sizes must be non-negative integers'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call perfkit.report() or perfkit.report(top => 10, slow => 5).';
+    END IF;
+    SELECT * INTO info FROM perfkit.info;
+
+    out := format(E'perfkit report  %s\nstatistics since %s; %s statements tracked (max %s), %s evicted\n',
+                  to_char(now(), 'YYYY-MM-DD HH24:MI:SS TZ'),
+                  to_char(info.stats_reset, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                  info.statements, info.max_statements, info.evictions);
+
+    out := out || format(E'\n== Top %s statements by total time ==\n', top);
+    out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  %-10s  %s\n',
+                         '#', 'total ms', 'calls', 'mean ms', 'p50 ms', 'p95 ms', 'p99 ms',
+                         'latency', 'query');
+    out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  %-10s  %s\n',
+                         '', '', '', '', '', '', '', '10us..10s', '');
+    FOR s IN
+        SELECT * FROM perfkit.statements ORDER BY total_exec_time DESC, queryid LIMIT top
+    LOOP
+        n := n + 1;
+        bins := perfkit._latency_bins(s.userid, s.dbid, s.queryid, s.toplevel);
+        sketch := '';
+        IF bins IS NOT NULL THEN
+            SELECT max(b) INTO peak FROM unnest(bins) b;
+            FOR i IN 1 .. array_length(bins, 1) LOOP
+                sketch := sketch || substr(shades,
+                    CASE WHEN bins[i] = 0 THEN 1
+                         ELSE 2 + ((bins[i] * 7) / greatest(peak, 1))::int END, 1);
+            END LOOP;
+        END IF;
+        out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  [%-8s]  %s\n',
+                             n, round(s.total_exec_time::numeric, 1), s.calls,
+                             round(s.mean_exec_time::numeric, 3), round(s.p50_exec_time::numeric, 3),
+                             round(s.p95_exec_time::numeric, 3), round(s.p99_exec_time::numeric, 3),
+                             sketch,
+                             coalesce(left(regexp_replace(s.query, '\s+', ' ', 'g'), 60), '<hidden>'));
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (no statements recorded yet)\n';
+    END IF;
+
+    out := out || format(E'\n== Recent slow queries (threshold %s) ==\n', threshold);
+    n := 0;
+    FOR q IN SELECT * FROM perfkit.slow_queries LIMIT slow LOOP
+        n := n + 1;
+        out := out || format(E'%s  %s ms  %s@%s  pid %s%s\n    %s\n',
+                             to_char(q.ts, 'YYYY-MM-DD HH24:MI:SS'),
+                             round(q.duration::numeric, 1),
+                             coalesce(q.rolname, '?'), coalesce(q.datname, '?'), q.pid,
+                             CASE WHEN q.level > 0 THEN format(' (nested, level %s)', q.level) ELSE '' END,
+                             coalesce(left(regexp_replace(q.query, '\s+', ' ', 'g'), 100), '<hidden>'));
+        IF q.params IS NOT NULL THEN
+            out := out || format(E'    params: %s\n', left(q.params, 100));
+        END IF;
+        IF q.plan IS NOT NULL THEN
+            out := out || (SELECT string_agg('    | ' || l, E'\n' ORDER BY o) || E'\n'
+                             FROM (SELECT l, o FROM regexp_split_to_table(q.plan, E'\n')
+                                   WITH ORDINALITY AS t(l, o) ORDER BY o LIMIT 3) p);
+        END IF;
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (none captured)\n';
+    END IF;
+
+    out := out || E'\n== N+1 patterns ==\n    (N+1 detection is not in this release)\n';
+    out := out || E'\n== Index recommendations ==\n    (the index advisor is not in this release)\n';
+    out := out || E'\n== Redis result cache ==\n    (the Redis push is not in this release)\n';
+    RETURN out;
+END
+$report$;

@@ -5,6 +5,7 @@ CREATE EXTENSION pg_stat_statements;
 -- The public columns of the views.
 \d perfkit.statements
 \d perfkit.info
+\d perfkit.slow_queries
 
 -- Settings, their defaults and contexts.
 SELECT name, boot_val, context, vartype

@@ -113,3 +113,25 @@ pk_hist_percentile(const PkHistogram *hist, double fraction,
 		result = max_ms;
 	return result;
 }
+
+/*
+ * Executions whose bucket starts in [from_ms, to_ms); to_ms < 0 means no
+ * upper bound.  A bucket counts where it starts, so a bound that falls
+ * inside a bucket is approximate to the bucket width (at most 6.25%).
+ */
+int64
+pk_hist_count_between(const PkHistogram *hist, double from_ms, double to_ms)
+{
+	int64		total = 0;
+
+	for (int i = 0; i < PK_HIST_BUCKETS; i++)
+	{
+		double		lower;
+		double		width;
+
+		pk_hist_bucket_range(i, &lower, &width);
+		if (lower >= from_ms * 1000.0 && (to_ms < 0 || lower < to_ms * 1000.0))
+			total += hist->counts[i];
+	}
+	return total;
+}

@@ -29,6 +29,7 @@ typedef struct PkHistogram
 } PkHistogram;
 
 extern void pk_hist_add(PkHistogram *hist, double ms);
+extern int64 pk_hist_count_between(const PkHistogram *hist, double from_ms, double to_ms);
 extern double pk_hist_percentile(const PkHistogram *hist, double fraction,
 								 double min_ms, double max_ms);
 

@@ -9,11 +9,15 @@
  *	  while the positions of its constants are known, so its text can be
  *	  normalized;
  *	- ExecutorStart asks for whole-query instrumentation (timer and buffer
- *	  usage) when the statement will be recorded;
+ *	  usage) when the statement will be recorded, and for per-node
+ *	  instrumentation when perfkit.slow_analyze wants actual figures in the
+ *	  plans of slow statements;
  *	- ExecutorRun/Finish and ProcessUtility keep pk_nesting_level, the depth
  *	  of statements run inside functions (perfkit.track = all records them
  *	  with toplevel = false);
- *	- ExecutorEnd and ProcessUtility publish the execution (stats.c).
+ *	- ExecutorEnd and ProcessUtility publish the execution (stats.c);
+ *	  ExecutorEnd also captures executions above perfkit.slow_threshold
+ *	  (slowlog.c) while their plan state still exists.
  * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
  * prepared statement's own executor run is.
  *
@@ -30,6 +34,7 @@
 #include "parser/analyze.h"
 #include "tcop/utility.h"
 
+#include "slowlog.h"
 #include "stats.h"
 
 int			pk_nesting_level = 0;
@@ -76,6 +81,11 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 static void
 pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	/* per-node figures for slow plans: costly, so only on request */
+	if (pk_slow_analyze && pk_slow_threshold >= 0 && pk_active() &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+		queryDesc->instrument_options |= INSTRUMENT_TIMER | INSTRUMENT_ROWS;
+
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
@@ -151,6 +161,10 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 		exec.shared_blks_hit = instr->bufusage.shared_blks_hit;
 		exec.shared_blks_read = instr->bufusage.shared_blks_read;
 		exec.temp_blks_written = instr->bufusage.temp_blks_written;
+		exec.slow = pk_is_slow(exec.duration_ms);
+
+		if (exec.slow)
+			pk_slowlog_capture(queryDesc, queryid, exec.duration_ms, exec.rows);
 
 		pk_stats_make_key(&key, queryid, pk_nesting_level == 0);
 		pk_stats_record(&key, queryDesc->sourceText,
@@ -248,6 +262,7 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	exec.shared_blks_hit = bufdelta.shared_blks_hit;
 	exec.shared_blks_read = bufdelta.shared_blks_read;
 	exec.temp_blks_written = bufdelta.temp_blks_written;
+	exec.slow = pk_is_slow(exec.duration_ms);
 
 	pk_stats_make_key(&key, queryid, pk_nesting_level == 0);
 	pk_stats_record(&key, queryString, location, len, &exec);

@@ -23,6 +23,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "slowlog.h"
 #include "stats.h"
 
 PG_MODULE_MAGIC;
@@ -34,6 +35,11 @@ bool		pk_track_utility = true;
 bool		pk_save = true;
 int			pk_max_statements = 5000;
 int			pk_max_query_length = 2048;
+int			pk_slow_threshold = 1000;
+int			pk_slow_max = 100;
+bool		pk_slow_log = false;
+bool		pk_slow_analyze = false;
+int			pk_slow_params_max_length = 256;
 
 static const struct config_enum_entry pk_track_options[] = {
 	{"none", PK_TRACK_NONE, false},
@@ -77,6 +83,26 @@ pk_define_settings(void)
 							"Bytes of normalized statement text kept per statement; longer texts are truncated.",
 							NULL, &pk_max_query_length, 2048, 64, 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.slow_threshold",
+							"Executions at or above this duration are captured as slow queries; -1 disables.",
+							NULL, &pk_slow_threshold, 1000, -1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.slow_max",
+							"Number of slow executions kept in the shared ring; the oldest are overwritten.",
+							NULL, &pk_slow_max, 100, 0, 10000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.slow_log",
+							 "Also writes each slow execution to the server log, as auto_explain does.",
+							 NULL, &pk_slow_log, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.slow_analyze",
+							 "Instruments every plan node so that slow plans show actual rows and times (costs throughput).",
+							 NULL, &pk_slow_analyze, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.slow_params_max_length",
+							"Bytes kept of each bind parameter value of a slow execution; 0 keeps none, -1 keeps them whole.",
+							NULL, &pk_slow_params_max_length, 256, -1, PK_SLOW_PARAMS_MAX,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("perfkit");
 }
 
@@ -88,8 +114,9 @@ pk_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(pk_stats_shmem_size());
-	RequestNamedLWLockTranche("perfkit", 1);
+	RequestAddinShmemSpace(add_size(pk_stats_shmem_size(), pk_slowlog_shmem_size()));
+	/* [0] statistics table, [1] slow-query ring */
+	RequestNamedLWLockTranche("perfkit", 2);
 }
 
 /* Attach shared memory; in the postmaster, load saved stats and arrange saving */
@@ -103,6 +130,7 @@ pk_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	existed = pk_stats_shmem_init();
+	pk_slowlog_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	if (!IsUnderPostmaster)

@@ -20,17 +20,25 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "slowlog.h"
 #include "stats.h"
 
 PG_FUNCTION_INFO_V1(perfkit_statements);
 PG_FUNCTION_INFO_V1(perfkit_info);
 PG_FUNCTION_INFO_V1(perfkit_reset);
+PG_FUNCTION_INFO_V1(perfkit_latency_bins);
+PG_FUNCTION_INFO_V1(perfkit_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
+#define PK_SLOW_COLS		13
+#define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
 
 /* Rows of perfkit.statements (joined to role and database names in SQL) */
 Datum
@@ -131,6 +139,116 @@ perfkit_info(PG_FUNCTION_ARGS)
 	values[4] = TimestampTzGetDatum(stats_reset);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * Counts of one entry's executions per latency decade (<0.01 ms, <0.1 ms,
+ * ... <10 s, >= 10 s), for the distribution drawn by perfkit.report();
+ * NULL when the entry does not exist.
+ */
+Datum
+perfkit_latency_bins(PG_FUNCTION_ARGS)
+{
+	PkStatsKey	key;
+	PkStatsEntry *entry;
+	PkHistogram hist;
+	Datum		bins[PK_BINS];
+	double		bounds[PK_BINS - 1] = {0.01, 0.1, 1, 10, 100, 1000, 10000};
+	bool		found = false;
+
+	pk_stats_require_loaded();
+	memset(&key, 0, sizeof(key));
+	key.userid = PG_GETARG_OID(0);
+	key.dbid = PG_GETARG_OID(1);
+	key.queryid = (uint64) PG_GETARG_INT64(2);
+	key.toplevel = PG_GETARG_BOOL(3);
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	entry = hash_search(pk_hash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		SpinLockAcquire(&entry->mutex);
+		hist = entry->counters.hist;
+		SpinLockRelease(&entry->mutex);
+		found = true;
+	}
+	LWLockRelease(pk_state->lock);
+	if (!found)
+		PG_RETURN_NULL();
+
+	for (int i = 0; i < PK_BINS; i++)
+		bins[i] = Int64GetDatum(pk_hist_count_between(&hist,
+													  i == 0 ? 0 : bounds[i - 1],
+													  i == PK_BINS - 1 ? -1 : bounds[i]));
+	PG_RETURN_ARRAYTYPE_P(construct_array(bins, PK_BINS, INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
+}
+
+/* Rows of perfkit.slow_queries, newest first */
+Datum
+perfkit_slow_queries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	uint64		captured;
+	uint64		oldest;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	if (pk_slow_max <= 0)
+		return (Datum) 0;
+
+	LWLockAcquire(pk_slow_ring->lock, LW_SHARED);
+	captured = pk_slow_ring->captured;
+	oldest = captured > (uint64) pk_slow_max ? captured - pk_slow_max : 0;
+	for (uint64 n = captured; n > oldest; n--)
+	{
+		PkSlowEntry *e = &pk_slow_ring->entries[(n - 1) % pk_slow_max];
+		Datum		values[PK_SLOW_COLS];
+		bool		nulls[PK_SLOW_COLS];
+		bool		visible = read_all || e->userid == viewer;
+		const char *params = e->text + e->query_len + 1;
+		const char *plan = params + (e->params_len >= 0 ? e->params_len + 1 : 0);
+		int			i = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = TimestampTzGetDatum(e->ts);
+		values[i++] = Int32GetDatum(e->pid);
+		values[i++] = ObjectIdGetDatum(e->userid);
+		values[i++] = ObjectIdGetDatum(e->dbid);
+		values[i++] = CStringGetTextDatum(e->application_name);
+		values[i++] = Int64GetDatum((int64) e->queryid);
+		values[i++] = Int32GetDatum(e->level);
+		values[i++] = Float8GetDatum(e->duration_ms);
+		values[i++] = Int64GetDatum(e->rows);
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(e->text, e->query_len));
+		nulls[i++] = !visible;
+		if (visible && e->params_len >= 0)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(params, e->params_len));
+		nulls[i] = !(visible && e->params_len >= 0);
+		i++;
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(plan, e->plan_len));
+		nulls[i++] = !visible;
+		values[i++] = BoolGetDatum(visible);
+		Assert(i == PK_SLOW_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_slow_ring->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_slow_queries(): forget every captured slow execution */
+Datum
+perfkit_reset_slow_queries(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_slowlog_reset();
+	PG_RETURN_VOID();
 }
 
 /* perfkit.reset(): forget all statement statistics */
