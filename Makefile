@@ -16,6 +16,7 @@ OBJS = \
 	src/stats.o \
 	src/statsfile.o \
 	src/slowlog.o \
+	src/nplusone.o \
 	src/views.o
 
 DATA = sql/perfkit--$(EXTVERSION).sql
@@ -24,7 +25,7 @@ PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
 # instance configured by test/regress.conf.  `make installcheck` also works on a running server
 # that preloads perfkit.
-REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone
 REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = concurrent_updates
 ISOLATION_OPTS = --inputdir=test/isolation

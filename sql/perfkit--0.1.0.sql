@@ -138,6 +138,78 @@ LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 REVOKE ALL ON FUNCTION perfkit.reset_slow_queries() FROM PUBLIC;
 GRANT SELECT ON perfkit.slow_queries TO PUBLIC;
 
+-- Raw rows of the N+1 pattern table; see the perfkit.n_plus_one view.
+CREATE FUNCTION perfkit._n_plus_one(
+    OUT userid oid,
+    OUT dbid oid,
+    OUT application_name text,
+    OUT parent_queryid bigint,
+    OUT queryid bigint,
+    OUT detections bigint,
+    OUT last_repeats integer,
+    OUT max_repeats integer,
+    OUT total_repeats bigint,
+    OUT total_exec_time double precision,
+    OUT confirmed boolean,
+    OUT sample_params text,
+    OUT first_seen timestamptz,
+    OUT last_seen timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_n_plus_one'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+-- One row per N+1 pattern: the loop, its parent query and the fix.
+CREATE VIEW perfkit.n_plus_one AS
+WITH texts AS MATERIALIZED (SELECT userid, dbid, queryid, toplevel, query FROM perfkit._statements())
+SELECT d.datname,
+       r.rolname,
+       n.application_name,
+       n.parent_queryid,
+       pq.query AS parent_query,
+       n.queryid,
+       q.query,
+       n.detections,
+       n.last_repeats,
+       n.max_repeats,
+       n.total_repeats,
+       n.total_exec_time,
+       n.confirmed,
+       n.sample_params,
+       CASE
+         WHEN NOT n.confirmed THEN
+           pg_catalog.format('The same statement ran %s times in a row with the same parameters: '
+                             'cache its result or hoist it out of the loop.', n.max_repeats)
+         WHEN q.query OPERATOR(pg_catalog.~) '=\s*\$[0-9]+' THEN
+           pg_catalog.format('Load all rows at once: %s with an array of the parent''s keys, '
+                             'or JOIN it onto the parent query.',
+                             pg_catalog.regexp_replace(q.query, '=\s*(\$[0-9]+)', '= ANY(\1)'))
+         ELSE
+           'Load all rows at once with one IN (...) / = ANY($1) query over the parent''s keys, '
+           'or JOIN this statement onto the parent query.'
+       END AS suggestion,
+       n.first_seen,
+       n.last_seen
+  FROM perfkit._n_plus_one() n
+  LEFT JOIN LATERAL (SELECT t.query FROM texts t
+                      WHERE t.userid OPERATOR(pg_catalog.=) n.userid AND t.dbid OPERATOR(pg_catalog.=) n.dbid
+                        AND t.queryid OPERATOR(pg_catalog.=) n.queryid
+                      ORDER BY t.toplevel DESC LIMIT 1) q ON true
+  LEFT JOIN LATERAL (SELECT t.query FROM texts t
+                      WHERE t.userid OPERATOR(pg_catalog.=) n.userid AND t.dbid OPERATOR(pg_catalog.=) n.dbid
+                        AND t.queryid OPERATOR(pg_catalog.=) n.parent_queryid
+                      ORDER BY t.toplevel DESC LIMIT 1) pq ON true
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.userid
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) n.dbid;
+
+-- Forget every detected pattern.
+CREATE FUNCTION perfkit.reset_n_plus_one()
+RETURNS void
+AS 'MODULE_PATHNAME', 'perfkit_reset_n_plus_one'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+REVOKE ALL ON FUNCTION perfkit.reset_n_plus_one() FROM PUBLIC;
+GRANT SELECT ON perfkit.n_plus_one TO PUBLIC;
+
 -- One page a person can read in a terminal: top statements with their latency
 -- distribution, recent slow queries with the first lines of their plans, and
 -- the sections later releases fill.
@@ -224,7 +296,23 @@ BEGIN
         out := out || E'    (none captured)\n';
     END IF;
 
-    out := out || E'\n== N+1 patterns ==\n    (N+1 detection is not in this release)\n';
+    out := out || E'\n== N+1 patterns ==\n';
+    n := 0;
+    FOR q IN SELECT * FROM perfkit.n_plus_one ORDER BY total_exec_time DESC, queryid LIMIT top LOOP
+        n := n + 1;
+        out := out || format(E'%s  %s x %s (%s loops, longest %s, %s ms)%s\n    after: %s\n    loop:  %s\n    fix:   %s\n',
+                             CASE WHEN q.confirmed THEN 'N+1' ELSE 'repeat' END,
+                             q.last_repeats,
+                             coalesce(q.rolname, '?') || '@' || coalesce(q.datname, '?'),
+                             q.detections, q.max_repeats, round(q.total_exec_time::numeric, 1),
+                             CASE WHEN q.application_name <> '' THEN ' app ' || q.application_name ELSE '' END,
+                             coalesce(left(regexp_replace(q.parent_query, '\s+', ' ', 'g'), 100), '-'),
+                             coalesce(left(regexp_replace(q.query, '\s+', ' ', 'g'), 100), '<hidden>'),
+                             q.suggestion);
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (none detected)\n';
+    END IF;
     out := out || E'\n== Index recommendations ==\n    (the index advisor is not in this release)\n';
     out := out || E'\n== Redis result cache ==\n    (the Redis push is not in this release)\n';
     RETURN out;

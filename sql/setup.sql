@@ -6,6 +6,7 @@ CREATE EXTENSION pg_stat_statements;
 \d perfkit.statements
 \d perfkit.info
 \d perfkit.slow_queries
+\d perfkit.n_plus_one
 
 -- Settings, their defaults and contexts.
 SELECT name, boot_val, context, vartype

@@ -17,7 +17,10 @@
  *	  with toplevel = false);
  *	- ExecutorEnd and ProcessUtility publish the execution (stats.c);
  *	  ExecutorEnd also captures executions above perfkit.slow_threshold
- *	  (slowlog.c) while their plan state still exists.
+ *	  (slowlog.c) while their plan state still exists;
+ *	- the N+1 detector (nplusone.c) reads each statement's constants at
+ *	  parse time, taps the rows of row-returning statements in ExecutorRun
+ *	  and follows loops in ExecutorEnd.
  * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
  * prepared statement's own executor run is.
  *
@@ -34,6 +37,7 @@
 #include "parser/analyze.h"
 #include "tcop/utility.h"
 
+#include "nplusone.h"
 #include "slowlog.h"
 #include "stats.h"
 
@@ -66,6 +70,8 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
 
+	pk_nplus_note_parse(query, pk_nesting_level);
+
 	if (!pk_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL)
 		return;
 	/* without constants the text needs no normalizing: ExecutorEnd creates it */
@@ -77,7 +83,7 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 						  query->stmt_location, query->stmt_len);
 }
 
-/* Ask for whole-query instrumentation when the statement will be recorded */
+/* Ask for whole-query instrumentation when the statement will be recorded or followed */
 static void
 pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
@@ -91,7 +97,10 @@ pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 
-	if (pk_active() && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
+	if (pk_nesting_level == 0)
+		pk_nplus_note_toplevel(queryDesc->plannedstmt->queryId);
+
+	if ((pk_active() || pk_nplus_enabled) && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
 		queryDesc->totaltime == NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(queryDesc->estate->es_query_cxt);
@@ -106,6 +115,12 @@ static void
 pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 			   bool execute_once)
 {
+	DestReceiver *dest = queryDesc->dest;
+	DestReceiver *tap = pk_nplus_tap(queryDesc, queryDesc->plannedstmt->queryId);
+
+	/* the N+1 detector sees the rows on their way to the client */
+	if (tap != NULL)
+		queryDesc->dest = tap;
 	pk_nesting_level++;
 	PG_TRY();
 	{
@@ -117,6 +132,7 @@ pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	PG_FINALLY();
 	{
 		pk_nesting_level--;
+		queryDesc->dest = dest;
 	}
 	PG_END_TRY();
 }
@@ -145,18 +161,25 @@ static void
 pk_ExecutorEnd(QueryDesc *queryDesc)
 {
 	uint64		queryid = queryDesc->plannedstmt->queryId;
+	Instrumentation *instr = queryDesc->totaltime;
+	double		duration_ms = 0;
 
-	if (queryid != UINT64CONST(0) && queryDesc->totaltime != NULL && pk_active())
+	if (instr != NULL)
 	{
-		Instrumentation *instr = queryDesc->totaltime;
+		/* ends the timing loop; harmless if another extension already did */
+		InstrEndLoop(instr);
+		duration_ms = instr->total * 1000.0;
+	}
+
+	pk_nplus_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level);
+
+	if (queryid != UINT64CONST(0) && instr != NULL && pk_active())
+	{
 		PkExecution exec;
 		PkStatsKey	key;
 
-		/* ends the timing loop; harmless if another extension already did */
-		InstrEndLoop(instr);
-
 		memset(&exec, 0, sizeof(exec));
-		exec.duration_ms = instr->total * 1000.0;
+		exec.duration_ms = duration_ms;
 		exec.rows = queryDesc->estate->es_processed;
 		exec.shared_blks_hit = instr->bufusage.shared_blks_hit;
 		exec.shared_blks_read = instr->bufusage.shared_blks_read;
@@ -228,6 +251,9 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	BufferUsage bufdelta;
 	PkExecution exec;
 	PkStatsKey	key;
+
+	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
+		pk_nplus_note_toplevel(queryid);
 
 	if (!pk_track_utility || !pk_active() || queryid == UINT64CONST(0) ||
 		!PK_TIMED_UTILITY(pstmt->utilityStmt))

@@ -23,6 +23,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "nplusone.h"
 #include "slowlog.h"
 #include "stats.h"
 
@@ -40,6 +41,25 @@ int			pk_slow_max = 100;
 bool		pk_slow_log = false;
 bool		pk_slow_analyze = false;
 int			pk_slow_params_max_length = 256;
+bool		pk_nplus_enabled = true;
+int			pk_nplus_min_repeats = 5;
+int			pk_nplus_max_gap = 500;
+int			pk_nplus_log_level = LOG;
+int			pk_nplus_max_patterns = 1000;
+
+static const struct config_enum_entry pk_log_level_options[] = {
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"info", INFO, false},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
+	{"log", LOG, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry pk_track_options[] = {
 	{"none", PK_TRACK_NONE, false},
@@ -103,6 +123,26 @@ pk_define_settings(void)
 							"Bytes kept of each bind parameter value of a slow execution; 0 keeps none, -1 keeps them whole.",
 							NULL, &pk_slow_params_max_length, 256, -1, PK_SLOW_PARAMS_MAX,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.nplusone",
+							 "Detects N+1 loops and repeated identical statements.",
+							 NULL, &pk_nplus_enabled, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_min_repeats",
+							"Executions of the same statement after a parent that make a loop.",
+							NULL, &pk_nplus_min_repeats, 5, 2, INT_MAX,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_max_gap",
+							"Longest pause between two steps of a loop outside a transaction block.",
+							NULL, &pk_nplus_max_gap, 500, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomEnumVariable("perfkit.nplusone_log_level",
+							 "Log level of the server-log line written when a new pattern is detected.",
+							 NULL, &pk_nplus_log_level, LOG, pk_log_level_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_max_patterns",
+							"Number of N+1 patterns kept; the one seen longest ago makes room for a new one.",
+							NULL, &pk_nplus_max_patterns, 1000, 10, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("perfkit");
 }
 
@@ -115,8 +155,9 @@ pk_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(add_size(pk_stats_shmem_size(), pk_slowlog_shmem_size()));
-	/* [0] statistics table, [1] slow-query ring */
-	RequestNamedLWLockTranche("perfkit", 2);
+	RequestAddinShmemSpace(pk_nplus_shmem_size());
+	/* [0] statistics table, [1] slow-query ring, [2] N+1 patterns */
+	RequestNamedLWLockTranche("perfkit", 3);
 }
 
 /* Attach shared memory; in the postmaster, load saved stats and arrange saving */
@@ -131,6 +172,7 @@ pk_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	existed = pk_stats_shmem_init();
 	pk_slowlog_shmem_init();
+	pk_nplus_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	if (!IsUnderPostmaster)

@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "nplusone.h"
 #include "slowlog.h"
 #include "stats.h"
 
@@ -34,10 +35,13 @@ PG_FUNCTION_INFO_V1(perfkit_reset);
 PG_FUNCTION_INFO_V1(perfkit_latency_bins);
 PG_FUNCTION_INFO_V1(perfkit_slow_queries);
 PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_reset_n_plus_one);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
 #define PK_SLOW_COLS		13
+#define PK_NPLUS_COLS		14
 #define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
 
 /* Rows of perfkit.statements (joined to role and database names in SQL) */
@@ -248,6 +252,70 @@ perfkit_reset_slow_queries(PG_FUNCTION_ARGS)
 {
 	pk_stats_require_loaded();
 	pk_slowlog_reset();
+	PG_RETURN_VOID();
+}
+
+/* Rows of perfkit.n_plus_one (texts and the suggestion are added in SQL) */
+Datum
+perfkit_n_plus_one(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	HASH_SEQ_STATUS hs;
+	PkNplusEntry *e;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(pk_nplus_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_nplus_hash);
+	while ((e = hash_seq_search(&hs)) != NULL)
+	{
+		Datum		values[PK_NPLUS_COLS];
+		bool		nulls[PK_NPLUS_COLS];
+		PkNplusEntry c;
+		int			i = 0;
+
+		SpinLockAcquire(&e->mutex);
+		memcpy(&c, e, sizeof(c));
+		SpinLockRelease(&e->mutex);
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = ObjectIdGetDatum(c.key.userid);
+		values[i++] = ObjectIdGetDatum(c.key.dbid);
+		values[i++] = CStringGetTextDatum(c.application_name);
+		values[i++] = Int64GetDatum((int64) c.key.parent_queryid);
+		nulls[i - 1] = c.key.parent_queryid == 0;
+		values[i++] = Int64GetDatum((int64) c.key.queryid);
+		values[i++] = Int64GetDatum(c.detections);
+		values[i++] = Int32GetDatum(c.last_repeats);
+		values[i++] = Int32GetDatum(c.max_repeats);
+		values[i++] = Int64GetDatum(c.total_repeats);
+		values[i++] = Float8GetDatum(c.total_time);
+		values[i++] = BoolGetDatum(c.key.confirmed);
+		if (read_all || c.key.userid == viewer)
+			values[i] = CStringGetTextDatum(c.sample_params);
+		else
+			nulls[i] = true;
+		i++;
+		values[i++] = TimestampTzGetDatum(c.first_seen);
+		values[i++] = TimestampTzGetDatum(c.last_seen);
+		Assert(i == PK_NPLUS_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_nplus_state->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_n_plus_one(): forget every detected pattern */
+Datum
+perfkit_reset_n_plus_one(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_nplus_reset();
 	PG_RETURN_VOID();
 }
 
