@@ -90,7 +90,7 @@ typedef struct NpParent
 	uint64		queryid;		/* 0 = free slot */
 	uint64		report_queryid; /* reported as parent: the client's statement */
 	uint32		generation;		/* bumped whenever the slot is refilled */
-	const QueryDesc *owner;		/* execution still filling it, NULL when done */
+	const QueryDesc *owner;		/* execution still filling it, NULL when done (never dereferenced) */
 	LocalTransactionId lxid;	/* transaction it ran in */
 	bool		in_block;		/* ... and whether that was a transaction block */
 	TimestampTz last_activity;	/* end of the execution, or latest loop step */
@@ -133,13 +133,14 @@ typedef struct NpShape
 } NpShape;
 
 /* The DestReceiver that hashes a parent's values on their way out */
-typedef struct NpTap
+typedef struct NpTap NpTap;
+struct NpTap
 {
 	DestReceiver pub;
 	DestReceiver *inner;		/* the real destination */
 	NpParent   *parent;
 	uint32		generation;
-} NpTap;
+};
 
 PkNplusShared *pk_nplus_state = NULL;
 HTAB	   *pk_nplus_hash = NULL;

@@ -46,6 +46,7 @@ unix_socket_directories = '$SOCK'
 port = $PORT
 shared_preload_libraries = 'perfkit'
 perfkit.track = all
+perfkit.slow_threshold = 25ms
 fsync = off
 EOF
 
@@ -90,7 +91,7 @@ SELECT 1 + (g * 7919) % 2000, (ARRAY['new', 'paid', 'shipped'])[1 + g % 3],
 FROM generate_series(1, 3000) g;
 INSERT INTO shop.order_items (order_id, sku, qty, price)
 SELECT 1 + g % 3000, 'SKU-' || g % 500, 1 + g % 4, 5 + (g * 37) % 200
-FROM generate_series(1, 6000) g;
+FROM generate_series(1, 300000) g;
 UPDATE shop.orders o SET total = s.total
 FROM (SELECT order_id, sum(qty * price) AS total FROM shop.order_items GROUP BY order_id) s
 WHERE s.order_id = o.id;
@@ -120,6 +121,10 @@ pk_as_cluster_user tee "$SCRIPTS/ship_order.sql" >/dev/null <<'EOF'
 \set oid random(1, 3000)
 UPDATE shop.orders SET status = 'shipped' WHERE id = :oid AND status <> 'shipped';
 EOF
+pk_as_cluster_user tee "$SCRIPTS/items_of_order.sql" >/dev/null <<'EOF'
+\set oid random(1, 3000)
+SELECT sku, qty, price FROM shop.order_items WHERE order_id = :oid;
+EOF
 pk_as_cluster_user tee "$SCRIPTS/revenue_report.sql" >/dev/null <<'EOF'
 SELECT c.city, count(DISTINCT o.id) AS orders, sum(i.qty * i.price) AS revenue
 FROM shop.customers c
@@ -133,10 +138,30 @@ pk_say "running pgbench for ${SECONDS_TO_RUN}s (2 clients)"
 pk_as_cluster_user pgbench -n -T "$SECONDS_TO_RUN" -c 2 -j 2 -h "$SOCK" -p "$PORT" \
 	-f "$SCRIPTS/customer_by_id.sql@10" -f "$SCRIPTS/orders_of_customer.sql@5" \
 	-f "$SCRIPTS/place_order.sql@2" -f "$SCRIPTS/ship_order.sql@2" \
-	-f "$SCRIPTS/revenue_report.sql@1" postgres >"$PK_WORK/pgbench.log" 2>&1 ||
-	demo_fail "pgbench failed" "$PK_WORK/pgbench.log"
+	-f "$SCRIPTS/items_of_order.sql@1" -f "$SCRIPTS/revenue_report.sql@1" postgres \
+	>"$PK_WORK/pgbench.log" 2>&1 || demo_fail "pgbench failed" "$PK_WORK/pgbench.log"
 grep -E '^(number of transactions actually processed|number of failed transactions|latency average|tps)' \
 	"$PK_WORK/pgbench.log" | sed 's/^/    /'
+
+# A "recent orders" page written the way ORMs often do it: a page of orders,
+# then one query per order for its items (an N+1 loop), with psycopg2 interpolating the values.
+pk_say "rendering recent-orders pages with an N+1 loop (python3-psycopg2)"
+pk_as_cluster_user /usr/bin/python3 - "$SOCK" "$PORT" <<'PY'
+import sys
+import psycopg2
+
+conn = psycopg2.connect(host=sys.argv[1], port=sys.argv[2], dbname="postgres",
+                        application_name="recent-orders-page")
+cur = conn.cursor()
+for page in range(3):
+    cur.execute("SELECT id, status, total FROM shop.orders ORDER BY created_at DESC LIMIT 10 OFFSET %s",
+                (page * 10,))
+    for (order_id, _status, _total) in cur.fetchall():
+        cur.execute("SELECT sku, qty FROM shop.order_items WHERE order_id = %s", (order_id,))
+        cur.fetchall()
+    conn.commit()
+print("    rendered 3 pages")
+PY
 
 echo
 pk_say "top statements recorded by perfkit (perfkit.statements)"
