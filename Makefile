@@ -17,7 +17,9 @@ OBJS = \
 	src/statsfile.o \
 	src/slowlog.o \
 	src/nplusone.o \
-	src/views.o
+	src/views.o \
+	src/indexbuild.o \
+	src/indexbuild_worker.o
 
 DATA = sql/perfkit--$(EXTVERSION).sql
 PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index advice"
@@ -25,7 +27,7 @@ PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
 # instance configured by test/regress.conf.  `make installcheck` also works on a running server
 # that preloads perfkit.
-REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds
 REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = concurrent_updates
 ISOLATION_OPTS = --inputdir=test/isolation

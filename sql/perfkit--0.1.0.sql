@@ -318,3 +318,126 @@ BEGIN
     RETURN out;
 END
 $report$;
+
+-- Concurrent index builds
+--
+-- A migration calls perfkit.create_index_concurrently() inside its transaction; the request is a
+-- row of perfkit.index_build_requests, visible to perfkit's background builder when the migration
+-- commits and gone if it rolls back.  The builder runs CREATE INDEX CONCURRENTLY as a top-level
+-- statement, as the requesting role.  Roles use the functions and the perfkit.index_builds view;
+-- the table itself is private to the extension's owner.
+
+-- One row per requested build (or drop); statuses: pending, running, succeeded, failed, skipped,
+-- cancelled.
+CREATE TABLE perfkit.index_build_requests (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind          text NOT NULL,
+    relid         oid NOT NULL,
+    indexrelid    oid,
+    index_name    name NOT NULL,
+    definition    text NOT NULL,
+    search_path   text NOT NULL,
+    status        text NOT NULL DEFAULT 'pending',
+    requested_by  oid NOT NULL,
+    requested_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    attempts      integer NOT NULL DEFAULT 0,
+    retry_at      timestamptz,
+    worker_pid    integer,
+    error         text,
+    CONSTRAINT index_build_requests_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['create', 'drop']::text[])),
+    CONSTRAINT index_build_requests_status_check
+        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running', 'succeeded', 'failed',
+                                                        'skipped', 'cancelled']::text[]))
+);
+REVOKE ALL ON TABLE perfkit.index_build_requests FROM PUBLIC;
+
+-- Request CREATE INDEX CONCURRENTLY from a single CREATE [UNIQUE] INDEX statement; returns the id.
+CREATE FUNCTION perfkit.create_index_concurrently(definition text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'perfkit_create_index_concurrently'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The same without writing DDL: identifiers are quoted, the predicate must be one expression.
+CREATE FUNCTION perfkit.create_index_concurrently(
+    tbl regclass,
+    columns text[],
+    name text DEFAULT NULL,
+    method text DEFAULT 'btree',
+    predicate text DEFAULT NULL,
+    include text[] DEFAULT NULL,
+    is_unique boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'perfkit_create_index_concurrently_columns'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Request DROP INDEX CONCURRENTLY; returns the id.
+CREATE FUNCTION perfkit.drop_index_concurrently(idx regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'perfkit_drop_index_concurrently'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Cancel a pending build or interrupt a running one; false when it had already ended.
+CREATE FUNCTION perfkit.cancel_index_build(id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'perfkit_cancel_index_build'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- CALL it outside any transaction block: waits, holding no snapshot, until this database has no
+-- pending or running build (finished = true) or the timeout passes (finished = false).
+CREATE PROCEDURE perfkit.wait_for_index_builds(
+    timeout interval DEFAULT '1 hour',
+    INOUT finished boolean DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'perfkit_wait_for_index_builds'
+LANGUAGE C;
+
+-- Live progress of running builds (pg_stat_progress_create_index shows it only to the builder's
+-- role and pg_read_all_stats); limited to perfkit's builders in this database.
+CREATE FUNCTION perfkit._index_build_progress(
+    OUT pid integer,
+    OUT phase text,
+    OUT blocks_done bigint,
+    OUT blocks_total bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $progress$
+SELECT p.pid, p.phase, p.blocks_done, p.blocks_total
+  FROM pg_catalog.pg_stat_progress_create_index p
+ WHERE p.datid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+   AND p.pid OPERATOR(pg_catalog.=) ANY (SELECT r.worker_pid FROM perfkit.index_build_requests r
+                                         WHERE r.status OPERATOR(pg_catalog.=) 'running')
+$progress$;
+
+-- Requested builds of this database with their status and, while running, their progress.  The
+-- error text shows only to the requesting role, its members, pg_read_all_stats and superusers.
+CREATE VIEW perfkit.index_builds AS
+SELECT r.id,
+       r.relid::pg_catalog.regclass AS relation,
+       r.index_name,
+       r.definition,
+       r.status,
+       pg_catalog.pg_get_userbyid(r.requested_by) AS requested_by,
+       r.requested_at,
+       r.started_at,
+       r.finished_at,
+       r.attempts,
+       CASE WHEN pg_catalog.pg_has_role(r.requested_by, 'USAGE')
+              OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+            THEN r.error END AS error,
+       p.phase,
+       p.blocks_done,
+       p.blocks_total,
+       r.kind,
+       r.worker_pid AS pid,
+       r.retry_at
+  FROM perfkit.index_build_requests r
+  LEFT JOIN perfkit._index_build_progress() p
+         ON p.pid OPERATOR(pg_catalog.=) r.worker_pid
+        AND r.status OPERATOR(pg_catalog.=) 'running';
+
+GRANT SELECT ON perfkit.index_builds TO PUBLIC;
+

@@ -23,6 +23,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "indexbuild.h"
 #include "nplusone.h"
 #include "slowlog.h"
 #include "stats.h"
@@ -143,6 +144,7 @@ pk_define_settings(void)
 							"Number of N+1 patterns kept; the one seen longest ago makes room for a new one.",
 							NULL, &pk_nplus_max_patterns, 1000, 10, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	pk_indexbuild_define_settings();
 	MarkGUCPrefixReserved("perfkit");
 }
 
@@ -155,6 +157,7 @@ pk_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(add_size(pk_stats_shmem_size(), pk_slowlog_shmem_size()));
+	RequestAddinShmemSpace(pk_indexbuild_shmem_size());
 	RequestAddinShmemSpace(pk_nplus_shmem_size());
 	/* [0] statistics table, [1] slow-query ring, [2] N+1 patterns */
 	RequestNamedLWLockTranche("perfkit", 3);
@@ -173,6 +176,7 @@ pk_shmem_startup(void)
 	existed = pk_stats_shmem_init();
 	pk_slowlog_shmem_init();
 	pk_nplus_shmem_init();
+	pk_indexbuild_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	if (!IsUnderPostmaster)
@@ -205,4 +209,5 @@ _PG_init(void)
 	shmem_startup_hook = pk_shmem_startup;
 
 	pk_install_executor_hooks();
+	pk_indexbuild_register_workers();
 }

@@ -26,7 +26,7 @@ PK_PG_LIB=/usr/lib/postgresql/15        # the installation pk_temp_install copie
 PK_PG_SHARE=/usr/share/postgresql/15
 PK_CLUSTER_USER=postgres                # servers run as this user when we are root
 PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server libipc-run-perl
-	python3-psycopg2 python3-sqlalchemy make gcc libc6-dev)
+	python3-psycopg2 python3-django python3-sqlalchemy make gcc libc6-dev)
 export PG_CONFIG
 
 # Print a progress line.

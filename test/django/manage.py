@@ -1,0 +1,10 @@
+#!/usr/bin/python3
+"""Django's command-line utility for the perfkit migration test (test/t/012_index_builds_django.pl)."""
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pkshop.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
