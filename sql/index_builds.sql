@@ -62,6 +62,13 @@ SELECT perfkit.create_index_concurrently('CREATE INDEX ib_a ON ib_t (x) TABLESPA
 SELECT perfkit.create_index_concurrently('CREATE INDEX ib_other ON ib_t (x)');
 SELECT perfkit.create_index_concurrently('CREATE INDEX ib_t_pkey ON ib_t (x)');
 
+-- The builder parses definitions with standard_conforming_strings on: requests made with it off
+-- are refused (a backslash in a literal would mean something else there).
+SET standard_conforming_strings = off;
+SELECT perfkit.create_index_concurrently('CREATE INDEX ib_a ON ib_t (y) WHERE y <> ''a''');
+SELECT perfkit.create_index_concurrently('ib_t', ARRAY['y'], predicate => 'y <> ''a''');
+RESET standard_conforming_strings;
+
 -- Tables perfkit cannot build on.
 SELECT perfkit.create_index_concurrently('CREATE INDEX ib_a ON ib_view (x)');
 SELECT perfkit.create_index_concurrently('CREATE INDEX ib_a ON ib_parted (id)');
@@ -165,6 +172,22 @@ CALL perfkit.wait_for_index_builds();
 SELECT index_name, status, kind, definition FROM perfkit.index_builds ORDER BY id DESC LIMIT 1;
 SELECT count(*) FROM pg_class WHERE relname = 'ib xy';
 
+-- A drop request names its index by OID, name and table: an index renamed, or dropped and
+-- replaced by another of the same name, before the builder gets to it is not dropped.
+CREATE INDEX ib_renamed ON ib_t (y);
+CREATE INDEX ib_replaced ON ib_t (y);
+BEGIN;
+SELECT perfkit.drop_index_concurrently('ib_renamed') > 0 AS requested;
+ALTER INDEX ib_renamed RENAME TO ib_renamed_since;
+SELECT perfkit.drop_index_concurrently('ib_replaced') > 0 AS requested;
+DROP INDEX ib_replaced;
+CREATE INDEX ib_replaced ON ib_t (x, y);
+COMMIT;
+CALL perfkit.wait_for_index_builds();
+SELECT index_name, status, error FROM perfkit.index_builds ORDER BY id DESC LIMIT 2;
+SELECT relname FROM pg_class WHERE relname IN ('ib_renamed', 'ib_renamed_since', 'ib_replaced') ORDER BY 1;
+DROP INDEX ib_renamed_since, ib_replaced;
+
 -- Only the owner of a table may ask; other roles do not see other roles' errors.
 CREATE ROLE regress_ib_other;
 GRANT CREATE ON SCHEMA public TO regress_ib_other;
@@ -179,7 +202,7 @@ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'cancel refused: insufficient_privilege (%)', SQLSTATE;
 END $$;
-SELECT index_name, status, error FROM perfkit.index_builds WHERE status = 'failed';
+SELECT index_name, status, error FROM perfkit.index_builds WHERE status = 'failed' ORDER BY id;
 SELECT * FROM perfkit.index_build_requests;
 CREATE TABLE ib_mine (a int);
 SELECT perfkit.create_index_concurrently('CREATE INDEX ib_mine_a ON ib_mine (a)') > 0 AS requested;
@@ -188,8 +211,17 @@ CALL perfkit.wait_for_index_builds();
 SELECT index_name, status, requested_by FROM perfkit.index_builds ORDER BY id DESC LIMIT 1;
 SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'ib_mine_a';
 
-DROP TABLE ib_mine;
+-- Dropping an index needs no privilege on its schema (DROP INDEX needs none); building one does.
 REVOKE CREATE ON SCHEMA public FROM regress_ib_other;
+SET ROLE regress_ib_other;
+SELECT perfkit.create_index_concurrently('CREATE INDEX ib_mine_a2 ON ib_mine (a)');
+SELECT perfkit.drop_index_concurrently('ib_mine_a') > 0 AS requested;
+RESET ROLE;
+CALL perfkit.wait_for_index_builds();
+SELECT index_name, status, kind FROM perfkit.index_builds ORDER BY id DESC LIMIT 1;
+SELECT count(*) FROM pg_class WHERE relname = 'ib_mine_a';
+
+DROP TABLE ib_mine;
 DROP ROLE regress_ib_other;
 DROP TABLE ib_t, ib_other, ib_new, ib_parted CASCADE;
 DROP TABLE ib_temp;

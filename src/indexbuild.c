@@ -25,11 +25,31 @@
  * first, so nothing in a text argument can add a second statement.
  *
  * The request row is written with SPI as the owner of the requests table
- * (the role that created the extension): callers have no privileges on the
- * table itself, and see it through the perfkit.index_builds view, which
+ * (the superuser that created the extension): callers have no privileges on
+ * the table itself, and see it through the perfkit.index_builds view, which
  * hides other roles' error texts.  Every query names its objects with their
  * schema and uses OPERATOR(pg_catalog.=), so the caller's search_path
  * cannot redirect them.
+ *
+ * Trust: the builder runs as a superuser until it switches to a request's
+ * role, so it must only ever read the extension's own table.  Any role that
+ * may create a schema can create a table named perfkit.index_build_requests
+ * in a database without perfkit, and the launcher starts a builder in every
+ * database at server start.  So pk_ib_requests_relid() accepts the table
+ * only when it is a member of the perfkit extension and owned by a
+ * superuser, and checks that before locking it (a lookalike must not even
+ * make the builder wait); everything else counts as "not installed".
+ *
+ * Code of the requester runs during validation when expressions are
+ * constant-folded (the immutability check calls IMMUTABLE functions).  As
+ * in DefineIndex, that happens as the table's owner, in a security-restricted
+ * operation (no temporary objects, no SET ROLE) and in a GUC nest level of
+ * its own (settings it changes are reverted), both at request time and when
+ * the builder compares an existing index with the request.
+ *
+ * The definition is parsed again by the builder, with
+ * standard_conforming_strings on; a request made with it off could mean
+ * something else there, so it is refused.
  *
  * Wake-up: the requesting backend arms a transaction callback; at
  * XACT_EVENT_COMMIT (after the commit is visible to other backends) it marks
@@ -42,9 +62,15 @@
  * Locking: PkIbShared and its per-database slots are protected by a single
  * spinlock, held only to read or write a few fields (never across a system
  * call or an allocation).  Writers are the requesting backends (wanted,
- * cancel_id), the launcher (launch_pending, free slots) and the database's
- * builder (worker_pid, running_id, retry_at).  Row-level state lives in the
- * table and follows ordinary transactional rules.
+ * cancel_id, cancel_signalling), the launcher (launch_pending, free slots)
+ * and the database's builder (worker_pid, running_id, retry_at).  A
+ * canceller decides to signal the builder under the spinlock, while
+ * running_id is the build it cancels, and counts itself in
+ * cancel_signalling until its kill() has returned; the builder waits for
+ * that count to drop to zero whenever a statement ends, so a SIGINT meant
+ * for one build never reaches the next one (indexbuild_worker.c), and the
+ * launcher does not free a slot while the count is nonzero.  Row-level
+ * state lives in the table and follows ordinary transactional rules.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,6 +92,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "commands/tablespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -291,21 +318,71 @@ pk_ib_arm_wakeup(void)
 	pk_ib_wake_at_commit = true;
 }
 
+/* The relation now named perfkit.index_build_requests, or InvalidOid */
+static Oid
+pk_ib_requests_lookup(void)
+{
+	Oid			nsp = get_namespace_oid(PK_IB_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(PK_IB_TABLE, nsp) : InvalidOid;
+}
+
+/*
+ * Is relid the extension's own requests table: an ordinary table that is a
+ * member of the perfkit extension and owned by a superuser?  A lookalike
+ * created by some role must never be read by the builder.
+ */
+static bool
+pk_ib_genuine_requests(Oid relid)
+{
+	Oid			extoid = get_extension_oid("perfkit", true);
+	HeapTuple	tup;
+	bool		genuine;
+
+	if (!OidIsValid(relid) || !OidIsValid(extoid) ||
+		getExtensionOfObject(RelationRelationId, relid) != extoid)
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	genuine = ((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_RELATION &&
+		superuser_arg(((Form_pg_class) GETSTRUCT(tup))->relowner);
+	ReleaseSysCache(tup);
+	return genuine;
+}
+
 /*
  * OID of perfkit.index_build_requests, locked in lockmode (NoLock: just
- * looked up); InvalidOid when the extension is not installed here.
+ * looked up); InvalidOid when the extension is not installed here, also
+ * when a table of that name exists but is not the extension's own.  The
+ * table is checked before it is locked and again once it is.
  */
 Oid
 pk_ib_requests_relid(LOCKMODE lockmode)
 {
-	Oid			nsp = get_namespace_oid(PK_IB_SCHEMA, true);
+	Oid			relid = pk_ib_requests_lookup();
 
-	if (!OidIsValid(nsp))
+	if (!pk_ib_genuine_requests(relid))
 		return InvalidOid;
 	if (lockmode == NoLock)
-		return get_relname_relid(PK_IB_TABLE, nsp);
-	return RangeVarGetRelid(makeRangeVar(pstrdup(PK_IB_SCHEMA), pstrdup(PK_IB_TABLE), -1),
-							lockmode, true);
+		return relid;
+	LockRelationOid(relid, lockmode);
+	/* the lock made us see concurrent DDL: still the same, genuine table? */
+	if (pk_ib_requests_lookup() != relid || !pk_ib_genuine_requests(relid))
+	{
+		UnlockRelationOid(relid, lockmode);
+		return InvalidOid;
+	}
+	return relid;
+}
+
+/* True when a relation named perfkit.index_build_requests exists but is not perfkit's */
+bool
+pk_ib_requests_lookalike(void)
+{
+	Oid			relid = pk_ib_requests_lookup();
+
+	return OidIsValid(relid) && !pk_ib_genuine_requests(relid);
 }
 
 /* The requests table, or an error when the extension is missing here */
@@ -455,12 +532,13 @@ pk_ib_check_index_name(const char *name)
 }
 
 /*
- * Check that the caller may build an index on relid in the background: an
- * existing, permanent, non-catalog table or materialized view that the
- * caller owns, in a schema where the caller can still create objects.
+ * Check that the caller may build (creating) or drop an index on relid in
+ * the background: an existing, permanent, non-catalog table or materialized
+ * view that the caller owns; to build, in a schema where the caller can
+ * still create objects (DROP INDEX needs no privilege on the schema).
  */
 static void
-pk_ib_check_table(Oid relid)
+pk_ib_check_table(Oid relid, bool creating)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Form_pg_class cls;
@@ -497,9 +575,12 @@ pk_ib_check_table(Oid relid)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table \"%s\"", relname),
 				 errhint("Only the owner of a table can create or drop its indexes; run the migration as the owning role.")));
-	aclresult = pk_ib_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(cls->relnamespace));
+	if (creating)
+	{
+		aclresult = pk_ib_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(cls->relnamespace));
+	}
 	ReleaseSysCache(tup);
 }
 
@@ -580,11 +661,33 @@ pk_ib_strings_equal(List *a, List *b)
 	return true;
 }
 
+/* Owner of a relation */
+static Oid
+pk_ib_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /*
  * Resolve a raw CREATE INDEX statement on relid the way DefineIndex would
  * (ComputeIndexAttrs, CheckPredicate), raising DefineIndex's errors.  The
  * caller holds a lock on the table; names resolve under the current
  * search_path.
+ *
+ * Parse analysis runs as the current user, like ProcessUtility's; the rest
+ * runs the way DefineIndex runs it: as the table's owner, in a
+ * security-restricted operation and a GUC nest level of its own, because
+ * checking immutability constant-folds the expressions, which calls their
+ * functions.  Those can neither create temporary objects, change role nor
+ * leave settings behind (an error restores all this through the abort of
+ * the (sub)transaction).
  */
 void
 pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
@@ -596,6 +699,9 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	IndexStmt  *t;
 	ListCell   *lc;
 	int			attn = 0;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
 
 	memset(shape, 0, sizeof(PkIbShape));
 	shape->amoid = get_index_am_oid(amname, true);
@@ -624,6 +730,11 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 
 	/* expressions and predicate: parse analysis against the table alone */
 	t = transformIndexStmt(relid, stmt, sql);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(pk_ib_rel_owner(relid),
+						   save_sec_context | SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
 
 	shape->unique = t->unique;
 #if PG_VERSION_NUM >= 150000
@@ -724,6 +835,9 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 		(void) index_reloptions(am->amoptions, options, true);
 		shape->reloptions = pk_ib_reloption_strings(options);
 	}
+
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /* True when an existing index has exactly the resolved shape */
@@ -833,6 +947,38 @@ pk_ib_choose_name(Oid relid, IndexStmt *stmt)
 }
 
 /*
+ * What carries name in the schema of table relid: nothing, another relation
+ * (or an index of another table), or an INVALID or valid index of relid,
+ * whose OID goes to *indexoid (else InvalidOid).
+ */
+PkIbNamed
+pk_ib_lookup_name(Oid relid, const char *name, Oid *indexoid)
+{
+	Oid			nsp = get_rel_namespace(relid);
+	Oid			existing = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+	HeapTuple	tup;
+	bool		valid;
+
+	*indexoid = InvalidOid;
+	if (!OidIsValid(existing))
+		return PK_IB_NAME_FREE;
+	if (get_rel_relkind(existing) != RELKIND_INDEX)
+		return PK_IB_NAME_OTHER;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(existing));
+	if (!HeapTupleIsValid(tup))
+		return PK_IB_NAME_OTHER;	/* dropped meanwhile */
+	if (((Form_pg_index) GETSTRUCT(tup))->indrelid != relid)
+	{
+		ReleaseSysCache(tup);
+		return PK_IB_NAME_OTHER;
+	}
+	valid = ((Form_pg_index) GETSTRUCT(tup))->indisvalid;
+	ReleaseSysCache(tup);
+	*indexoid = existing;
+	return valid ? PK_IB_NAME_VALID : PK_IB_NAME_INVALID;
+}
+
+/*
  * An existing relation with the index's name must be an index of the same
  * table (the builder skips it when identical and rebuilds it when INVALID);
  * an identical valid one is fine, a different valid one is an error.
@@ -840,24 +986,18 @@ pk_ib_choose_name(Oid relid, IndexStmt *stmt)
 static void
 pk_ib_check_name(Oid relid, const char *name, bool if_not_exists, const PkIbShape *shape)
 {
-	Oid			existing = get_relname_relid(name, get_rel_namespace(relid));
-	HeapTuple	tup;
-	bool		valid;
+	Oid			existing;
+	PkIbNamed	named;
 
-	if (!OidIsValid(existing) || if_not_exists)
+	if (if_not_exists)
 		return;
-	if (get_rel_relkind(existing) != RELKIND_INDEX ||
-		IndexGetRelation(existing, false) != relid)
+	named = pk_ib_lookup_name(relid, name, &existing);
+	if (named == PK_IB_NAME_OTHER)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("relation \"%s\" already exists", name),
 				 errhint("Choose another index name.")));
-	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(existing));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for index %u", existing);
-	valid = ((Form_pg_index) GETSTRUCT(tup))->indisvalid;
-	ReleaseSysCache(tup);
-	if (valid && !pk_ib_index_matches(existing, shape))
+	if (named == PK_IB_NAME_VALID && !pk_ib_index_matches(existing, shape))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("index \"%s\" already exists with a different definition", name),
@@ -906,6 +1046,22 @@ pk_ib_insert_request(const char *kind, Oid relid, Oid indexrelid, const char *na
 	return id;
 }
 
+/*
+ * Refuse to request a build with standard_conforming_strings off: the
+ * builder parses the text again with it on, where a backslash in a string
+ * literal means something else.
+ */
+static void
+pk_ib_require_standard_strings(void)
+{
+	if (!standard_conforming_strings)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("index builds cannot be requested with standard_conforming_strings off"),
+				 errdetail("The background builder parses the definition with standard_conforming_strings on, where backslashes in string literals are ordinary characters."),
+				 errhint("SET standard_conforming_strings = on (the default) before requesting the build.")));
+}
+
 /* Validate a CREATE INDEX definition and record the request; returns its id */
 static int64
 pk_ib_request_create(const char *definition)
@@ -934,7 +1090,7 @@ pk_ib_request_create(const char *definition)
 	stmt = (IndexStmt *) parsed;
 
 	relid = RangeVarGetRelidExtended(stmt->relation, AccessShareLock, 0, NULL, NULL);
-	pk_ib_check_table(relid);
+	pk_ib_check_table(relid, true);
 	name = stmt->idxname ? stmt->idxname : pk_ib_choose_name(relid, stmt);
 	pk_ib_check_index_name(name);
 	pk_ib_check_tablespace(stmt->tableSpace);
@@ -994,6 +1150,7 @@ perfkit_create_index_concurrently(PG_FUNCTION_ARGS)
 	pk_ib_require_loaded();
 	pk_ib_not_null(fcinfo, 0, "index definition",
 				   "Pass a statement such as 'CREATE INDEX orders_customer_idx ON orders (customer_id)'.");
+	pk_ib_require_standard_strings();
 	PG_RETURN_INT64(pk_ib_request_create(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }
 
@@ -1021,6 +1178,7 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 	pk_ib_not_null(fcinfo, 1, "columns", "Pass the column names as an array, e.g. ARRAY['customer_id'].");
 	pk_ib_not_null(fcinfo, 3, "method", "Leave it out for a btree index.");
 	pk_ib_not_null(fcinfo, 6, "is_unique", NULL);
+	pk_ib_require_standard_strings();
 
 	relid = PG_GETARG_OID(0);
 	LockRelationOid(relid, AccessShareLock);
@@ -1031,7 +1189,7 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	}
-	pk_ib_check_table(relid);
+	pk_ib_check_table(relid, true);
 
 	columns = pk_ib_text_array(PG_GETARG_ARRAYTYPE_P(1), "columns");
 	if (columns == NIL)
@@ -1125,7 +1283,7 @@ perfkit_drop_index_concurrently(PG_FUNCTION_ARGS)
 
 	relid = IndexGetRelation(indexoid, false);
 	LockRelationOid(relid, AccessShareLock);
-	pk_ib_check_table(relid);
+	pk_ib_check_table(relid, false);
 	constraint = get_index_constraint(indexoid);
 	if (OidIsValid(constraint))
 		ereport(ERROR,
@@ -1140,7 +1298,12 @@ perfkit_drop_index_concurrently(PG_FUNCTION_ARGS)
 												  quote_qualified_identifier(nspname, name))));
 }
 
-/* Ask the builder to interrupt a running build (it drops what it left) */
+/*
+ * Ask the builder to interrupt a running build (it drops what it left).
+ * The signal is decided while the build's statement runs and counted in
+ * cancel_signalling until kill() returns: the builder waits for that count
+ * before its next statement, so the SIGINT cannot hit another build.
+ */
 static void
 pk_ib_cancel_running(int64 id)
 {
@@ -1153,13 +1316,22 @@ pk_ib_cancel_running(int64 id)
 	{
 		slot->cancel_id = id;
 		if (slot->worker_pid != 0 && slot->running_id == id)
+		{
 			pid = slot->worker_pid;
+			slot->cancel_signalling++;
+		}
 	}
 	SpinLockRelease(&pk_ib->mutex);
 
 	/* the builder accepts SIGINT only while it runs a build's statement */
 	if (pid != 0)
-		kill(pid, SIGINT);
+	{
+		(void) kill(pid, SIGINT);
+		/* the slot stays this database's while the count is nonzero */
+		SpinLockAcquire(&pk_ib->mutex);
+		slot->cancel_signalling--;
+		SpinLockRelease(&pk_ib->mutex);
+	}
 	pk_ib_wake_database(MyDatabaseId);
 }
 

@@ -42,6 +42,7 @@ typedef struct PkIbDatabase
 	TimestampTz retry_at;		/* earliest postponed retry, 0 = none */
 	int64		running_id;		/* build whose statement is executing, 0 = none */
 	int64		cancel_id;		/* build a user asked to cancel, 0 = none */
+	int			cancel_signalling;	/* cancellers between deciding and kill() */
 } PkIbDatabase;
 
 /* Shared state of the index-build subsystem; everything under mutex */
@@ -75,6 +76,15 @@ typedef struct PkIbShape
 	List	   *reloptions;		/* WITH (...) as "name=value" strings */
 } PkIbShape;
 
+/* What carries an index's name in its table's schema */
+typedef enum PkIbNamed
+{
+	PK_IB_NAME_FREE,			/* nothing */
+	PK_IB_NAME_OTHER,			/* another relation, or an index of another table */
+	PK_IB_NAME_INVALID,			/* an INVALID index of the table */
+	PK_IB_NAME_VALID			/* a valid index of the table */
+} PkIbNamed;
+
 /* The shared state, NULL when perfkit was not preloaded */
 extern PkIbShared *pk_ib;
 
@@ -92,10 +102,12 @@ extern void pk_indexbuild_shmem_init(void);
 extern PkIbDatabase *pk_ib_slot_locked(Oid dboid, bool create);
 extern void pk_ib_wake_database(Oid dboid);
 extern Oid	pk_ib_requests_relid(LOCKMODE lockmode);
+extern bool pk_ib_requests_lookalike(void);
 extern List *pk_ib_parse(const char *sql, int offset, const char *shown);
 extern void pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql,
 							  PkIbShape *shape);
 extern bool pk_ib_index_matches(Oid indexoid, const PkIbShape *want);
+extern PkIbNamed pk_ib_lookup_name(Oid relid, const char *name, Oid *indexoid);
 
 /* indexbuild_worker.c */
 extern void pk_indexbuild_register_workers(void);

@@ -13,11 +13,15 @@
  * At start, also after a crash and restart, it marks every connectable
  * database wanted, so that builds left pending or interrupted are resumed
  * wherever perfkit is installed (a builder finding no perfkit, or nothing
- * to do, exits at once).  It also starts builders when a postponed retry
- * falls due.  The launcher is notified (bgw_notify_pid) when a builder
- * starts or stops; a builder that stops before attaching (say, its
- * database was dropped) clears the database's wake-up instead of being
- * started again and again.
+ * to do, exits at once).  The builder connects as the bootstrap superuser,
+ * so it reads requests only from the extension's own table, a member of
+ * the perfkit extension owned by a superuser (pk_ib_requests_relid): in a
+ * database without perfkit, a table some role created under that name is
+ * ignored, with a warning, and never even locked.  The launcher also
+ * starts builders when a postponed retry falls due.  It is notified
+ * (bgw_notify_pid) when a builder starts or stops; a builder that stops
+ * before attaching (say, its database was dropped) clears the database's
+ * wake-up instead of being started again and again.
  *
  * Builder.  It attaches to its database's slot (so there is at most one
  * builder per database, hence at most one build per table at a time),
@@ -33,30 +37,55 @@
  *	   and look at what already carries the index's name: an identical
  *	   valid index means 'skipped'; an INVALID one (a leftover of a failed
  *	   or interrupted build, perfkit's or anyone's) is dropped concurrently
- *	   first; anything else is an error.
+ *	   first; anything else is an error.  Comparing with an existing index
+ *	   constant-folds the request's expressions, i.e. calls the requester's
+ *	   functions: that happens as the table's owner in a security-restricted
+ *	   operation and a GUC nest level (pk_ib_index_shape), as in DefineIndex,
+ *	   so nothing it does outlives the comparison.
  *	3. build: CREATE INDEX CONCURRENTLY as a top-level statement, the way
  *	   exec_simple_query runs one: a PlannedStmt wrapping the IndexStmt in
  *	   an unnamed portal, PortalRun(isTopLevel = true), between
  *	   StartTransactionCommand and CommitTransactionCommand.  So
  *	   ProcessUtility sees PROCESS_UTILITY_TOPLEVEL outside a transaction
  *	   block and DefineIndex may commit and start transactions internally.
- *	   The role is the requester's (SetUserIdAndSecContext), lock_timeout
- *	   is perfkit.index_build_lock_timeout and the statement timeout
- *	   perfkit.index_build_statement_timeout.
+ *	   lock_timeout is perfkit.index_build_lock_timeout and the statement
+ *	   timeout perfkit.index_build_statement_timeout.
+ *	   A DROP request drops the index only if its stored OID still is the
+ *	   index of that name on that table (not one renamed, or one that got
+ *	   the OID of a dropped index).
  *	4. record: 'succeeded' with the index's OID, or on error 'failed' with
  *	   the error text, 'cancelled', or 'pending' again with a retry time
  *	   when retrying can help (lock timeout, deadlock, serialization
- *	   failure) and attempts remain.  After a failed build, an INVALID
- *	   index it left is dropped concurrently (no timeouts) so none remains.
+ *	   failure) and attempts remain.  After a failed build, the INVALID
+ *	   index it left is dropped concurrently; after a failed DROP INDEX
+ *	   CONCURRENTLY, which marks the index INVALID before it waits, the
+ *	   drop is completed.  That clean-up runs like the build (lock timeout,
+ *	   statement timeout, cancellable); if it fails too, the row's error
+ *	   says so and the INVALID index is left for the next attempt or
+ *	   request, which drops it first.
+ *
+ * Identity.  Steps 2 and 3 and the clean-up run as the requester: the
+ * builder changes its session authorization (SetSessionAuthorization)
+ * before the step's transaction starts and changes it back after the
+ * transaction ended, never with SetUserIdAndSecContext flags: CIC and DIC
+ * commit and start transactions internally, and StartTransaction requires
+ * that no security-context flag is set outside a transaction (an assertion)
+ * and would otherwise record the requester as the identity to restore on
+ * abort.  So while a build runs, session and current user are the
+ * requester; the requester's code itself runs as the table's owner in a
+ * security-restricted operation (DefineIndex, index_concurrently_build and
+ * validate_index do that, and so does perfkit's inspection), where
+ * SET SESSION AUTHORIZATION and SET ROLE are refused.
  *
  * Errors of steps 2-3 are caught and the worker recovers the way
- * postgres.c and autovacuum do (abort, portal cleanup, session locks
- * released, timeouts disabled), so one failed build does not stop the
- * others.  When everything is done (or only postponed retries remain) the
- * builder detaches and exits, so that it never holds a connection that
- * would block DROP DATABASE for long, and it records the next retry time
- * in its slot for the launcher.  The builder's own statements are not
- * recorded in perfkit's or pg_stat_statements' statistics.
+ * postgres.c and autovacuum do (the error is logged, then abort, portal
+ * cleanup, session locks released, timeouts disabled), so one failed build
+ * does not stop the others.  When everything is done (or only postponed
+ * retries remain) the builder detaches and exits, so that it never holds a
+ * connection that would block DROP DATABASE for long, and it records the
+ * next retry time in its slot for the launcher.  The builder's own
+ * statements are not recorded in perfkit's or pg_stat_statements'
+ * statistics.
  *
  * When perfkit is dropped from the database (DROP EXTENSION) the builder
  * notices that perfkit.index_build_requests is gone when it next opens it,
@@ -65,16 +94,25 @@
  *
  * Cancellation: perfkit.cancel_index_build() sets the slot's cancel_id and
  * sends SIGINT when the slot's running_id is that build.  The builder
- * honours SIGINT only while it runs a build's statement (the inspection
- * or the CREATE/DROP INDEX CONCURRENTLY); elsewhere it is ignored, so a
- * late signal cannot break the builder's bookkeeping.  lock_timeout and
- * statement_timeout arrive as SIGINT too and are honoured at the same
- * places.
+ * honours SIGINT only while it runs a build's statement (the inspection,
+ * the CREATE/DROP INDEX CONCURRENTLY or the clean-up); elsewhere it is
+ * ignored, so a late signal cannot break the builder's bookkeeping.
+ * lock_timeout and statement_timeout arrive as SIGINT too and are honoured
+ * at the same places.  When a statement ends (normally or by an error),
+ * pk_ib_stop_cancels() stops accepting SIGINT, clears running_id, waits
+ * until no canceller is between its decision and its kill()
+ * (cancel_signalling), and forgets a cancel that arrived too late
+ * (QueryCancelPending): such a SIGINT was sent while running_id was the
+ * statement's build, so it can neither interrupt the next build nor raise
+ * an error in the bookkeeping that follows.  (kill() marks the signal
+ * pending in the builder before it returns; it is delivered within
+ * microseconds, long before the next statement, and then ignored.)
  *
  * Locking rules: shared fields are read and written under pk_ib->mutex
- * only (see indexbuild.c).  A builder holds no lock on the requests table
- * across a build: each step is its own short transaction, so DROP
- * EXTENSION and the callers' cancellations never wait for a build.
+ * only (see indexbuild.c); the builder waits for cancel_signalling without
+ * holding it.  A builder holds no lock on the requests table across a
+ * build: each step is its own short transaction, so DROP EXTENSION and the
+ * callers' cancellations never wait for a build.
  *
  *-------------------------------------------------------------------------
  */
@@ -129,6 +167,7 @@
 #define PK_IB_RECHECK_MS		1000	/* retry after a busy row or no worker slot */
 #define PK_IB_MAX_BACKOFF_SHIFT 10		/* retry delays double at most 2^10 times */
 #define PK_IB_SEARCH_PATH		"pg_catalog, pg_temp"	/* for the builder's own queries */
+#define PK_IB_SIGNAL_WAIT_MS	1000	/* longest wait for a canceller's kill() */
 
 /* One claimed request */
 typedef struct PkIbBuild
@@ -142,6 +181,8 @@ typedef struct PkIbBuild
 	char	   *definition;		/* the CREATE INDEX text, or a display text */
 	char	   *search_path;	/* requester's search_path at request time */
 	Oid			requested_by;	/* role to run as */
+	bool		requester_exists;	/* that role still exists */
+	bool		requester_is_super; /* and is a superuser */
 	int			attempts;		/* this attempt's number */
 	char	   *last_error;		/* error of the previous attempt, or NULL */
 	TimestampTz stmt_start;		/* start of the running statement */
@@ -171,10 +212,9 @@ static BackgroundWorkerHandle *pk_ib_handles[PK_IB_MAX_DATABASES];
 static volatile sig_atomic_t pk_ib_accept_cancel = false;	/* SIGINT honoured now */
 static PkIbDatabase *pk_ib_my_slot = NULL;	/* attached slot */
 static MemoryContext pk_ib_cxt = NULL;	/* per-build memory, outlives transactions */
-static Oid	pk_ib_worker_userid = InvalidOid;	/* builder's own role */
-static int	pk_ib_worker_sec = 0;	/* and security context */
+static Oid	pk_ib_worker_userid = InvalidOid;	/* builder's own role, a superuser */
 static int64 pk_ib_current = 0; /* build in progress, for the exit callback */
-static bool pk_ib_created = false;	/* this attempt ran CREATE INDEX CONCURRENTLY */
+static bool pk_ib_ran = false;	/* this attempt ran its CREATE/DROP INDEX CONCURRENTLY */
 
 /* Register the launcher; called from _PG_init in the postmaster */
 void
@@ -365,7 +405,7 @@ pk_ib_launch(TimestampTz *last_warning)
 			TimestampDifference(now, slot->retry_at, &secs, &usecs);
 			timeout = Min(timeout, secs * 1000 + usecs / 1000 + 1);
 		}
-		else if (pk_ib_handles[i] == NULL)
+		else if (pk_ib_handles[i] == NULL && slot->cancel_signalling == 0)
 			slot->dboid = InvalidOid;	/* idle: free the slot */
 	}
 	SpinLockRelease(&pk_ib->mutex);
@@ -506,14 +546,44 @@ pk_ib_attach(Oid dboid)
 	return attached;
 }
 
+/*
+ * The current statement no longer takes cancels: ignore SIGINT, clear
+ * running_id, wait (boundedly) until no canceller is between its decision
+ * and its kill(), and forget a cancel or timeout that arrived too late.
+ * A SIGINT meant for this statement's build thus never reaches the next
+ * build, nor the bookkeeping in between.
+ */
+static void
+pk_ib_stop_cancels(void)
+{
+	pk_ib_accept_cancel = false;
+	for (int waited = 0;; waited++)
+	{
+		bool		signalling;
+
+		SpinLockAcquire(&pk_ib->mutex);
+		pk_ib_my_slot->running_id = 0;
+		signalling = pk_ib_my_slot->cancel_signalling > 0;
+		SpinLockRelease(&pk_ib->mutex);
+		if (!signalling || waited >= PK_IB_SIGNAL_WAIT_MS)
+			break;
+		pg_usleep(1000L);
+	}
+	QueryCancelPending = false;
+}
+
 /* on_shmem_exit: give the slot back; an interrupted build is retried later */
 static void
 pk_ib_worker_exit(int code, Datum arg)
 {
+	TimestampTz retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   Max(pk_ib_retry_delay, PK_IB_RECHECK_MS));
 	Latch	   *launcher_latch;
 
 	if (pk_ib_my_slot == NULL)
 		return;
+	/* no canceller may still be about to signal this process id */
+	pk_ib_stop_cancels();
 	SpinLockAcquire(&pk_ib->mutex);
 	if (pk_ib_my_slot->worker_pid == MyProcPid)
 	{
@@ -521,8 +591,7 @@ pk_ib_worker_exit(int code, Datum arg)
 		pk_ib_my_slot->worker_latch = NULL;
 		pk_ib_my_slot->running_id = 0;
 		if (pk_ib_current != 0)
-			pk_ib_my_slot->retry_at =
-				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(pk_ib_retry_delay, PK_IB_RECHECK_MS));
+			pk_ib_my_slot->retry_at = retry_at;
 	}
 	launcher_latch = pk_ib->launcher_latch;
 	SpinLockRelease(&pk_ib->mutex);
@@ -570,31 +639,26 @@ pk_ib_detach_if_idle(TimestampTz next_retry)
 	return detached;
 }
 
-/* The statement of build id starts: accept cancels, honour an earlier one */
+/*
+ * A statement of build b starts: accept cancels, honour an earlier one.
+ * SIGINT is accepted before running_id is set, so that a signal decided
+ * for this build is never ignored (none for another build can be pending:
+ * pk_ib_stop_cancels waited for them).
+ */
 static void
-pk_ib_enter_statement(PkIbBuild *b, bool cancellable)
+pk_ib_enter_statement(PkIbBuild *b)
 {
 	bool		cancelled;
 
-	pk_ib_accept_cancel = cancellable;
+	pk_ib_accept_cancel = true;
 	SpinLockAcquire(&pk_ib->mutex);
 	pk_ib_my_slot->running_id = b->id;
-	cancelled = cancellable && pk_ib_my_slot->cancel_id == b->id;
+	cancelled = pk_ib_my_slot->cancel_id == b->id;
 	SpinLockRelease(&pk_ib->mutex);
 	if (cancelled)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("canceling index build %lld at user request", (long long) b->id)));
-}
-
-/* The statement ended: SIGINT is ignored again */
-static void
-pk_ib_leave_statement(void)
-{
-	SpinLockAcquire(&pk_ib->mutex);
-	pk_ib_my_slot->running_id = 0;
-	SpinLockRelease(&pk_ib->mutex);
-	pk_ib_accept_cancel = false;
 }
 
 /* True (and forgotten) when a user asked to cancel build id */
@@ -612,9 +676,24 @@ pk_ib_take_cancel(int64 id)
 }
 
 /* ---------------------------------------------------------------------
- * Builder: transactions, settings, error recovery
+ * Builder: identity, transactions, settings, error recovery
  * ---------------------------------------------------------------------
  */
+
+/*
+ * Become the requester of build b, or with b == NULL the builder again.
+ * Called outside any transaction only: the session user changes, no
+ * security-context flag is set (see "Identity" above).
+ */
+static void
+pk_ib_become(PkIbBuild *b)
+{
+	Assert(!IsTransactionState());
+	if (b != NULL)
+		SetSessionAuthorization(b->requested_by, b->requester_is_super);
+	else
+		SetSessionAuthorization(pk_ib_worker_userid, true);
+}
 
 /* Set a setting for the rest of the session (it survives transaction ends) */
 static void
@@ -623,15 +702,20 @@ pk_ib_set(const char *name, const char *value)
 	SetConfigOption(name, value, PGC_SUSET, PGC_S_SESSION);
 }
 
-/* Settings of a build's statements: the requester's search_path, lock_timeout */
+/*
+ * Settings of a build's statements: the requester's search_path,
+ * perfkit.index_build_lock_timeout, and standard_conforming_strings on
+ * (requests were validated with it on).
+ */
 static void
-pk_ib_set_build_gucs(PkIbBuild *b, bool with_timeouts)
+pk_ib_set_build_gucs(PkIbBuild *b)
 {
 	char		buf[32];
 
-	snprintf(buf, sizeof(buf), "%d", with_timeouts ? pk_ib_lock_timeout : 0);
+	snprintf(buf, sizeof(buf), "%d", pk_ib_lock_timeout);
 	pk_ib_set("search_path", b->search_path);
 	pk_ib_set("lock_timeout", buf);
+	pk_ib_set("standard_conforming_strings", "on");
 }
 
 /* Settings of the builder's own queries */
@@ -640,6 +724,7 @@ pk_ib_reset_gucs(void)
 {
 	pk_ib_set("search_path", PK_IB_SEARCH_PATH);
 	pk_ib_set("lock_timeout", "0");
+	pk_ib_set("standard_conforming_strings", "on");
 }
 
 /* Start a bookkeeping transaction with a snapshot */
@@ -664,18 +749,59 @@ pk_ib_commit(void)
 }
 
 /*
+ * Start a statement of build b in a transaction of its own: as the
+ * requester, with the build's settings, the statement timeout, and
+ * cancels accepted.  snapshot: push one (not for a utility statement run
+ * through a portal, which takes its own).
+ */
+static void
+pk_ib_step_begin(PkIbBuild *b, const char *activity, bool snapshot)
+{
+	pk_ib_set_build_gucs(b);
+	pk_ib_become(b);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	b->stmt_start = GetCurrentTimestamp();
+	pk_ib_enter_statement(b);
+	if (pk_ib_statement_timeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, pk_ib_statement_timeout);
+}
+
+/* End a statement started by pk_ib_step_begin: commit, become the builder again */
+static void
+pk_ib_step_end(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	pk_ib_stop_cancels();
+	if (ActiveSnapshotSet())
+		PopActiveSnapshot();
+	CommitTransactionCommand();
+	pk_ib_become(NULL);
+	MemoryContextSwitchTo(pk_ib_cxt);
+	debug_query_string = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pk_ib_reset_gucs();
+}
+
+/*
  * Recover from an error of a build step as postgres.c and autovacuum do:
- * abort whatever transaction is open (CIC may have been between its own),
- * drop the portal, release session-level locks and timeouts, and become
- * the builder again.  Returns the error, copied into the build's memory.
+ * log it, abort whatever transaction is open (CIC may have been between its
+ * own), drop the portal, release session-level locks and timeouts, and
+ * become the builder again.  Returns the error, copied into the build's
+ * memory.
  */
 static ErrorData *
 pk_ib_recover(void)
 {
 	ErrorData  *edata;
 
-	pk_ib_accept_cancel = false;
 	HOLD_INTERRUPTS();
+	pk_ib_stop_cancels();
+	/* to the server log, with detail, context and statement */
+	EmitErrorReport();
 	MemoryContextSwitchTo(pk_ib_cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
@@ -685,11 +811,10 @@ pk_ib_recover(void)
 	PortalErrorCleanup();
 	LockReleaseSession(DEFAULT_LOCKMETHOD);
 	pgstat_progress_end_command();
-	SetUserIdAndSecContext(pk_ib_worker_userid, pk_ib_worker_sec);
+	/* abort restored the identity the transaction started with: the requester */
+	SetUserIdAndSecContext(GetSessionUserId(), 0);
+	pk_ib_become(NULL);
 	debug_query_string = NULL;
-	SpinLockAcquire(&pk_ib->mutex);
-	pk_ib_my_slot->running_id = 0;
-	SpinLockRelease(&pk_ib->mutex);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(pk_ib_cxt);
 	RESUME_INTERRUPTS();
@@ -723,20 +848,22 @@ pk_ib_spi_text(HeapTuple tup, TupleDesc desc, int col)
 /*
  * Is perfkit installed here?  If so, builds left 'running' by an earlier
  * builder were interrupted: make them pending again.  Returns the requests
- * table, or InvalidOid.
+ * table, or InvalidOid (with a warning when a table of that name exists
+ * but is not the extension's own).
  */
 static Oid
 pk_ib_prepare(void)
 {
 	Oid			reqrel;
 	uint64		resumed = 0;
-	char	   *dbname = NULL;
+	bool		lookalike = false;
+	char	   *dbname;
 
 	pk_ib_begin("perfkit: looking for index builds");
+	dbname = MemoryContextStrdup(pk_ib_cxt, get_database_name(MyDatabaseId));
 	reqrel = pk_ib_requests_relid(RowExclusiveLock);
 	if (OidIsValid(reqrel))
 	{
-		dbname = MemoryContextStrdup(pk_ib_cxt, get_database_name(MyDatabaseId));
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute("UPDATE perfkit.index_build_requests"
@@ -748,11 +875,20 @@ pk_ib_prepare(void)
 		resumed = SPI_processed;
 		SPI_finish();
 	}
+	else
+		lookalike = pk_ib_requests_lookalike();
 	pk_ib_commit();
 	if (resumed > 0)
 		ereport(LOG,
 				(errmsg("perfkit: resuming %llu interrupted index build(s) in database \"%s\"",
 						(unsigned long long) resumed, dbname)));
+	if (lookalike)
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("perfkit: ignoring table %s.%s in database \"%s\"",
+						PK_IB_SCHEMA, PK_IB_TABLE, dbname),
+				 errdetail("The table is not the perfkit extension's own (a member of the extension, owned by a superuser); no index build is run from it."),
+				 errhint("Drop that table, or run CREATE EXTENSION perfkit in the database if index builds are wanted there.")));
 	return reqrel;
 }
 
@@ -806,6 +942,8 @@ pk_ib_claim(Oid reqrel, bool *gone)
 		b->requested_by = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 		b->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 		b->last_error = pk_ib_spi_text(tup, desc, 10);
+		b->requester_exists = SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(b->requested_by));
+		b->requester_is_super = b->requester_exists && superuser_arg(b->requested_by);
 	}
 	SPI_finish();
 	pk_ib_commit();
@@ -910,16 +1048,14 @@ pk_ib_drop_stmt(const char *nspname, const char *name)
 }
 
 /*
- * Run one utility statement at top level, as the requesting role, the way
+ * Run one utility statement of build b at top level, the way
  * exec_simple_query does: an unnamed portal with one PlannedStmt, run with
  * isTopLevel = true outside any transaction block, so CREATE/DROP INDEX
- * CONCURRENTLY may commit and start transactions of its own.  cancellable:
- * honour cancels, lock_timeout and the statement timeout (the clean-up
- * after a failed build waits as long as it must instead).
+ * CONCURRENTLY may commit and start transactions of its own.  As the
+ * requester, with the lock and statement timeouts, cancellable.
  */
 static void
-pk_ib_run_toplevel(PkIbBuild *b, Node *stmt, const char *sql, CommandTag tag,
-				   bool cancellable)
+pk_ib_run_toplevel(PkIbBuild *b, Node *stmt, const char *sql, CommandTag tag)
 {
 	MemoryContext old = MemoryContextSwitchTo(pk_ib_cxt);
 	PlannedStmt *pstmt = makeNode(PlannedStmt);
@@ -938,16 +1074,8 @@ pk_ib_run_toplevel(PkIbBuild *b, Node *stmt, const char *sql, CommandTag tag,
 	stmts = list_make1(pstmt);
 	MemoryContextSwitchTo(old);
 
-	pk_ib_set_build_gucs(b, cancellable);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SetUserIdAndSecContext(b->requested_by, pk_ib_worker_sec | SECURITY_LOCAL_USERID_CHANGE);
+	pk_ib_step_begin(b, activity, false);
 	debug_query_string = sql;
-	pgstat_report_activity(STATE_RUNNING, activity);
-	pk_ib_enter_statement(b, cancellable);
-	b->stmt_start = GetCurrentTimestamp();
-	if (cancellable && pk_ib_statement_timeout > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, pk_ib_statement_timeout);
 
 	portal = CreatePortal("", true, true);
 	portal->visible = false;
@@ -958,15 +1086,52 @@ pk_ib_run_toplevel(PkIbBuild *b, Node *stmt, const char *sql, CommandTag tag,
 	receiver->rDestroy(receiver);
 	PortalDrop(portal, false);
 
-	if (cancellable && pk_ib_statement_timeout > 0)
-		disable_timeout(STATEMENT_TIMEOUT, false);
-	pk_ib_leave_statement();
-	SetUserIdAndSecContext(pk_ib_worker_userid, pk_ib_worker_sec);
+	pk_ib_step_end();
+}
+
+/* DROP INDEX CONCURRENTLY IF EXISTS of an index of build b's table */
+static void
+pk_ib_run_drop(PkIbBuild *b, const char *nspname, const char *name)
+{
+	pk_ib_run_toplevel(b, pk_ib_drop_stmt(nspname, name),
+					   psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
+								quote_qualified_identifier(nspname, name)),
+					   CMDTAG_DROP_INDEX);
+}
+
+/*
+ * What carries build b's index name on its table now (looked up as the
+ * builder, without locking); the index's OID in *indexoid and, when the
+ * table exists, its schema in *nspname (if not NULL).
+ */
+static PkIbNamed
+pk_ib_index_now(PkIbBuild *b, Oid *indexoid, char **nspname)
+{
+	PkIbNamed	named = PK_IB_NAME_FREE;
+
+	*indexoid = InvalidOid;
+	if (nspname != NULL)
+		*nspname = NULL;
+	StartTransactionCommand();
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(b->relid)))
+	{
+		named = pk_ib_lookup_name(b->relid, b->index_name, indexoid);
+		if (nspname != NULL)
+			*nspname = MemoryContextStrdup(pk_ib_cxt,
+										   get_namespace_name(get_rel_namespace(b->relid)));
+	}
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(pk_ib_cxt);
-	debug_query_string = NULL;
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pk_ib_reset_gucs();
+	return named;
+}
+
+/* Is there a valid index of the request's name on its table now? */
+static Oid
+pk_ib_valid_index(PkIbBuild *b)
+{
+	Oid			indexoid;
+
+	return pk_ib_index_now(b, &indexoid, NULL) == PK_IB_NAME_VALID ? indexoid : InvalidOid;
 }
 
 /*
@@ -981,13 +1146,7 @@ pk_ib_inspect_create(PkIbBuild *b, PkIbOutcome *out, IndexStmt **stmt_out,
 {
 	PkIbAction	action = PK_IB_DONE;
 
-	pk_ib_set_build_gucs(b, true);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SetUserIdAndSecContext(b->requested_by, pk_ib_worker_sec | SECURITY_LOCAL_USERID_CHANGE);
-	pgstat_report_activity(STATE_RUNNING, "perfkit: inspecting the table of an index build");
-	pk_ib_enter_statement(b, true);
+	pk_ib_step_begin(b, "perfkit: inspecting the table of an index build", true);
 
 	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(b->relid)))
 		LockRelationOid(b->relid, ShareUpdateExclusiveLock);
@@ -999,11 +1158,13 @@ pk_ib_inspect_create(PkIbBuild *b, PkIbOutcome *out, IndexStmt **stmt_out,
 	else
 	{
 		Oid			nsp = get_rel_namespace(b->relid);
-		Oid			existing = get_relname_relid(b->index_name, nsp);
+		Oid			existing;
+		PkIbNamed	named = pk_ib_lookup_name(b->relid, b->index_name, &existing);
 		MemoryContext old = MemoryContextSwitchTo(pk_ib_cxt);
 		List	   *raw = pk_ib_parse(b->definition, 0, b->definition);
 		IndexStmt  *stmt;
 		bool		if_not_exists;
+		PkIbShape	shape;
 
 		if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, IndexStmt))
 			elog(ERROR, "index build %lld has no CREATE INDEX statement", (long long) b->id);
@@ -1017,28 +1178,20 @@ pk_ib_inspect_create(PkIbBuild *b, PkIbOutcome *out, IndexStmt **stmt_out,
 		*nspname_out = get_namespace_name(nsp);
 		MemoryContextSwitchTo(old);
 
-		if (!OidIsValid(existing))
-			action = PK_IB_BUILD;
-		else if (get_rel_relkind(existing) != RELKIND_INDEX ||
-				 IndexGetRelation(existing, false) != b->relid)
+		switch (named)
 		{
-			out->status = if_not_exists ? "skipped" : "failed";
-			out->error = psprintf("relation \"%s\" already exists", b->index_name);
-		}
-		else
-		{
-			HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(existing));
-			bool		valid;
-			PkIbShape	shape;
-
-			if (!HeapTupleIsValid(tup))
-				elog(ERROR, "cache lookup failed for index %u", existing);
-			valid = ((Form_pg_index) GETSTRUCT(tup))->indisvalid;
-			ReleaseSysCache(tup);
-			if (!valid)
+			case PK_IB_NAME_FREE:
+				action = PK_IB_BUILD;
+				break;
+			case PK_IB_NAME_OTHER:
+				out->status = if_not_exists ? "skipped" : "failed";
+				out->error = psprintf("relation \"%s\" already exists", b->index_name);
+				break;
+			case PK_IB_NAME_INVALID:
 				action = PK_IB_REBUILD;
-			else
-			{
+				break;
+			case PK_IB_NAME_VALID:
+				/* runs the requester's functions, restricted (see pk_ib_index_shape) */
 				pk_ib_index_shape(b->relid, stmt, b->definition, &shape);
 				out->indexrelid = existing;
 				out->status = "skipped";
@@ -1055,104 +1208,101 @@ pk_ib_inspect_create(PkIbBuild *b, PkIbOutcome *out, IndexStmt **stmt_out,
 					out->error = psprintf("index \"%s\" already exists with a different definition",
 										  b->index_name);
 				}
-			}
+				break;
 		}
 	}
 	if (out->error != NULL)
 		out->error = MemoryContextStrdup(pk_ib_cxt, out->error);
 
-	pk_ib_leave_statement();
-	SetUserIdAndSecContext(pk_ib_worker_userid, pk_ib_worker_sec);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(pk_ib_cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pk_ib_reset_gucs();
+	pk_ib_step_end();
 	return action;
 }
 
 /*
- * After a failed or interrupted build: drop the INVALID index of the
- * request's name on its table, if there is one (checked under SHARE UPDATE
- * EXCLUSIVE, so it is not someone's build in progress).  Returns a note
- * when that was impossible, else NULL.
+ * After a failed or interrupted attempt: drop the INVALID index of the
+ * request's name on its table, if there is one (for a DROP request, only
+ * the index it was dropping: DROP INDEX CONCURRENTLY marks it INVALID
+ * before it waits, so this completes the drop).  Looked up under SHARE
+ * UPDATE EXCLUSIVE, so it is not someone's build in progress.  Runs like a
+ * build's statements: as the requester, with the lock and statement
+ * timeouts, cancellable.  Returns why it failed, else NULL; *found tells
+ * whether there was an INVALID index to drop, *dropped whether it was.
  */
 static char *
-pk_ib_cleanup(PkIbBuild *b)
+pk_ib_cleanup(PkIbBuild *b, bool *found, bool *dropped)
 {
 	char	   *volatile nspname = NULL;
-	char	   *note = NULL;
+	char	   *volatile failure = NULL;
 
+	*found = false;
+	*dropped = false;
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
+		Oid			indexoid;
+
+		pk_ib_step_begin(b, "perfkit: looking for the INVALID index of an index build", true);
 		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(b->relid)))
 		{
-			Oid			existing;
-
 			LockRelationOid(b->relid, ShareUpdateExclusiveLock);
-			existing = get_relname_relid(b->index_name, get_rel_namespace(b->relid));
-			if (OidIsValid(existing) && get_rel_relkind(existing) == RELKIND_INDEX &&
-				IndexGetRelation(existing, false) == b->relid)
-			{
-				HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(existing));
-
-				if (HeapTupleIsValid(tup))
-				{
-					if (!((Form_pg_index) GETSTRUCT(tup))->indisvalid)
-						nspname = MemoryContextStrdup(pk_ib_cxt,
-													  get_namespace_name(get_rel_namespace(b->relid)));
-					ReleaseSysCache(tup);
-				}
-			}
+			if (pk_ib_lookup_name(b->relid, b->index_name, &indexoid) == PK_IB_NAME_INVALID &&
+				(!b->is_drop || indexoid == b->indexrelid))
+				nspname = MemoryContextStrdup(pk_ib_cxt,
+											  get_namespace_name(get_rel_namespace(b->relid)));
 		}
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(pk_ib_cxt);
+		pk_ib_step_end();
 
 		if (nspname != NULL)
-			pk_ib_run_toplevel(b, pk_ib_drop_stmt(nspname, b->index_name),
-							   psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
-										quote_qualified_identifier(nspname, b->index_name)),
-							   CMDTAG_DROP_INDEX, false);
+		{
+			*found = true;
+			if (b->is_drop)
+				ereport(LOG,
+						(errmsg("perfkit: index build %lld completes the interrupted drop of the INVALID index \"%s\"",
+								(long long) b->id, b->index_name)));
+			else
+				ereport(LOG,
+						(errmsg("perfkit: index build %lld drops the INVALID index \"%s\" its failed attempt left",
+								(long long) b->id, b->index_name)));
+			pk_ib_run_drop(b, nspname, b->index_name);
+			*dropped = true;
+		}
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata = pk_ib_recover();
-
-		note = psprintf("the INVALID index it left could not be dropped: %s", edata->message);
+		failure = pk_ib_recover()->message;
 	}
 	PG_END_TRY();
-	return note;
+	return failure;
 }
 
-/* Is there a valid index of the request's name on its table now? */
-static Oid
-pk_ib_valid_index(PkIbBuild *b)
+/*
+ * Clean up after a failed attempt (pk_ib_cleanup) and say so in *out: a
+ * DROP request whose index got dropped succeeded after all; a clean-up that
+ * failed leaves the INVALID index, and the error tells what drops it.
+ */
+static void
+pk_ib_clean_after_failure(PkIbBuild *b, PkIbOutcome *out)
 {
-	Oid			result = InvalidOid;
+	bool		found;
+	bool		dropped;
+	char	   *failure = pk_ib_cleanup(b, &found, &dropped);
+	bool		retrying = strcmp(out->status, "pending") == 0;
 
-	StartTransactionCommand();
-	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(b->relid)))
+	if (b->is_drop && dropped)
 	{
-		Oid			existing = get_relname_relid(b->index_name, get_rel_namespace(b->relid));
-
-		if (OidIsValid(existing) && get_rel_relkind(existing) == RELKIND_INDEX &&
-			IndexGetRelation(existing, false) == b->relid)
-		{
-			HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(existing));
-
-			if (HeapTupleIsValid(tup))
-			{
-				if (((Form_pg_index) GETSTRUCT(tup))->indisvalid)
-					result = existing;
-				ReleaseSysCache(tup);
-			}
-		}
+		out->status = "succeeded";
+		out->retry_at = 0;
+		out->error = psprintf("%s; the index had already been made INVALID, so the drop was completed",
+							  out->error);
 	}
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(pk_ib_cxt);
-	return result;
+	else if (failure != NULL && found)
+		out->error = psprintf("%s; the INVALID index \"%s\" could not be dropped (%s), %s",
+							  out->error, b->index_name, failure,
+							  retrying ? "the next attempt drops it" :
+							  b->is_drop ? "request the drop again" :
+							  "a new request of the index drops it first");
+	else if (failure != NULL)
+		out->error = psprintf("%s; looking for an INVALID index \"%s\" left behind failed (%s)",
+							  out->error, b->index_name, failure);
 }
 
 /* Steps 2 and 3 of a CREATE INDEX request; errors propagate to pk_ib_attempt */
@@ -1170,46 +1320,53 @@ pk_ib_do_create(PkIbBuild *b, PkIbOutcome *out)
 		ereport(LOG,
 				(errmsg("perfkit: index build %lld drops the INVALID index \"%s\" left by an earlier build",
 						(long long) b->id, b->index_name)));
-		pk_ib_run_toplevel(b, pk_ib_drop_stmt(nspname, b->index_name),
-						   psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
-									quote_qualified_identifier(nspname, b->index_name)),
-						   CMDTAG_DROP_INDEX, true);
+		pk_ib_run_drop(b, nspname, b->index_name);
 	}
-	pk_ib_created = true;
-	pk_ib_run_toplevel(b, (Node *) stmt, b->definition, CMDTAG_CREATE_INDEX, true);
+	pk_ib_ran = true;
+	pk_ib_run_toplevel(b, (Node *) stmt, b->definition, CMDTAG_CREATE_INDEX);
 	out->indexrelid = pk_ib_valid_index(b);
 	out->status = OidIsValid(out->indexrelid) ? "succeeded" : "failed";
 	if (!OidIsValid(out->indexrelid))
 		out->error = pstrdup("the index was not found after the build (renamed or dropped meanwhile?)");
 }
 
-/* Step 3 of a DROP INDEX request */
+/*
+ * Step 3 of a DROP INDEX request.  The stored OID alone is not trusted (it
+ * may belong to another index by now): the index must still carry the
+ * stored name, on the stored table.
+ */
 static void
 pk_ib_do_drop(PkIbBuild *b, PkIbOutcome *out)
 {
-	char	   *nspname = NULL;
-	char	   *name = NULL;
+	Oid			indexoid;
+	char	   *nspname;
+	PkIbNamed	named = pk_ib_index_now(b, &indexoid, &nspname);
+	bool		oid_is_index;
+
+	if ((named == PK_IB_NAME_VALID || named == PK_IB_NAME_INVALID) &&
+		indexoid == b->indexrelid)
+	{
+		pk_ib_ran = true;
+		pk_ib_run_drop(b, nspname, b->index_name);
+		out->status = "succeeded";
+		return;
+	}
 
 	StartTransactionCommand();
-	if (get_rel_relkind(b->indexrelid) == RELKIND_INDEX)
-	{
-		nspname = MemoryContextStrdup(pk_ib_cxt, get_namespace_name(get_rel_namespace(b->indexrelid)));
-		name = MemoryContextStrdup(pk_ib_cxt, get_rel_name(b->indexrelid));
-	}
+	oid_is_index = get_rel_relkind(b->indexrelid) == RELKIND_INDEX;
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(pk_ib_cxt);
-
-	if (name == NULL)
+	if (named == PK_IB_NAME_FREE && !oid_is_index)
 	{
 		out->status = "skipped";
 		out->error = pstrdup("the index no longer exists");
-		return;
 	}
-	pk_ib_run_toplevel(b, pk_ib_drop_stmt(nspname, name),
-					   psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
-								quote_qualified_identifier(nspname, name)),
-					   CMDTAG_DROP_INDEX, true);
-	out->status = "succeeded";
+	else
+	{
+		out->status = "failed";
+		out->error = psprintf("index \"%s\" was renamed or replaced since the request; nothing was dropped",
+							  b->index_name);
+	}
 }
 
 /* Retrying helps only against transient conflicts */
@@ -1225,7 +1382,7 @@ pk_ib_retryable(int sqlerrcode)
 static void
 pk_ib_attempt(PkIbBuild *b, PkIbOutcome *out)
 {
-	pk_ib_created = false;
+	pk_ib_ran = false;
 	PG_TRY();
 	{
 		if (b->is_drop)
@@ -1243,7 +1400,6 @@ pk_ib_attempt(PkIbBuild *b, PkIbOutcome *out)
 									   pk_ib_statement_timeout);
 		char	   *message = edata->detail ?
 			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
-		char	   *note = NULL;
 
 		out->indexrelid = InvalidOid;
 		out->retry_at = 0;
@@ -1272,7 +1428,7 @@ pk_ib_attempt(PkIbBuild *b, PkIbOutcome *out)
 			out->error = message;
 		}
 
-		if (!b->is_drop && pk_ib_created)
+		if (pk_ib_ran && !b->is_drop)
 		{
 			/* a cancel that came too late: CIC had already made the index valid */
 			out->indexrelid = pk_ib_valid_index(b);
@@ -1283,10 +1439,10 @@ pk_ib_attempt(PkIbBuild *b, PkIbOutcome *out)
 				out->retry_at = 0;
 			}
 			else
-				note = pk_ib_cleanup(b);
+				pk_ib_clean_after_failure(b, out);
 		}
-		if (note != NULL)
-			out->error = psprintf("%s; %s", out->error, note);
+		else if (pk_ib_ran)
+			pk_ib_clean_after_failure(b, out);
 	}
 	PG_END_TRY();
 }
@@ -1299,15 +1455,19 @@ pk_ib_process(PkIbBuild *b, bool *gone)
 
 	memset(&out, 0, sizeof(out));
 	pk_ib_current = b->id;
-	if (b->attempts > pk_ib_max_attempts)
+	if (!b->requester_exists)
+	{
+		out.status = "failed";
+		out.error = psprintf("the role that requested the build (OID %u) no longer exists",
+							 b->requested_by);
+	}
+	else if (b->attempts > pk_ib_max_attempts)
 	{
 		/* interrupted once too often (restarts, crashes): clean up, give up */
-		char	   *note = b->is_drop ? NULL : pk_ib_cleanup(b);
-
 		out.status = "failed";
-		out.error = psprintf("gave up after %d attempts; last: %s%s%s", b->attempts - 1,
-							 b->last_error ? b->last_error : "interrupted",
-							 note ? "; " : "", note ? note : "");
+		out.error = psprintf("gave up after %d attempts; last: %s", b->attempts - 1,
+							 b->last_error ? b->last_error : "interrupted");
+		pk_ib_clean_after_failure(b, &out);
 	}
 	else
 		pk_ib_attempt(b, &out);
@@ -1337,7 +1497,7 @@ pk_indexbuild_worker_main(Datum main_arg)
 	pk_ib_cxt = AllocSetContextCreate(TopMemoryContext, "perfkit index build",
 									  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(pk_ib_cxt);
-	GetUserIdAndSecContext(&pk_ib_worker_userid, &pk_ib_worker_sec);
+	pk_ib_worker_userid = GetSessionUserId();
 	/* the builder's statements are not the users' workload */
 	SetConfigOption("perfkit.enabled", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("compute_query_id", "off", PGC_SUSET, PGC_S_OVERRIDE);

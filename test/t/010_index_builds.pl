@@ -1,8 +1,9 @@
 # Concurrent index builds requested from transactions: the builder wakes at commit and runs CREATE
 # INDEX CONCURRENTLY; rollback means never built; waiting is refused inside a transaction block and
 # does not deadlock outside one (a SELECT-style poll does); unique violations, duplicates, INVALID
-# leftovers, cancellation, lock timeouts with retry, other databases, non-owners, and DROP EXTENSION
-# while builds are pending.
+# leftovers, cancellation, lock timeouts with retry, other databases, non-owners, DROP EXTENSION
+# while builds are pending, the requester's code running restricted and as the requester, clean-ups
+# bounded by the lock timeout, and interrupted drops being completed.
 #
 # A build is held at a known point without timing games: an open REPEATABLE READ transaction that
 # took a snapshot makes CREATE INDEX CONCURRENTLY wait ("waiting for old snapshots") until it ends.
@@ -304,7 +305,118 @@ SELECT perfkit.create_index_concurrently('CREATE INDEX items_v_b_idx ON items (v
 is(wait_builds(), 't', 'after CREATE EXTENSION again');
 is(status_of('items_v_b_idx'), 'succeeded', 'requests work again');
 
-# --- 13. Without shared_preload_libraries the functions fail like the rest of perfkit.
+# --- 13. The requester's code runs restricted: comparing a request with an existing index
+# constant-folds its expressions, which calls the requester's IMMUTABLE functions; like CREATE INDEX
+# itself, perfkit runs them as the table's owner in a security-restricted operation (no temporary
+# tables) whose setting changes are undone, so nothing reaches the next build.  During the builds the
+# session user is the requester, not the builder's superuser.
+$node->safe_psql('postgres', q{
+CREATE TABLE app_probe_log (step text, sess_user text, cur_user text, leaked text, temp_table text);
+CREATE FUNCTION app_probe(step text) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+DECLARE t text := 'created';
+BEGIN
+    IF current_setting('application_name') = 'perfkit index builder' THEN
+        BEGIN
+            CREATE TEMP TABLE app_hijack (x int);
+        EXCEPTION WHEN OTHERS THEN
+            t := SQLERRM;
+        END;
+        INSERT INTO app_probe_log
+            VALUES (step, session_user, current_user, current_setting('app.leak', true), t);
+        PERFORM set_config('app.leak', 'leaked by ' || step, false);
+    END IF;
+    RETURN 0;
+END $$;
+CREATE FUNCTION app_fold(step text) RETURNS int LANGUAGE plpgsql IMMUTABLE
+    AS $$ BEGIN RETURN app_probe(step); END $$;
+CREATE TABLE app_probed (x int);
+INSERT INTO app_probed VALUES (1), (2);
+CREATE INDEX app_probed_a ON app_probed ((x + app_fold('a')));
+BEGIN;
+SELECT perfkit.create_index_concurrently('CREATE INDEX app_probed_a ON app_probed ((x + app_fold(''a'')))');
+SELECT perfkit.create_index_concurrently('CREATE INDEX app_probed_b ON app_probed ((x + app_fold(''b'')))');
+COMMIT;
+}, extra_params => [ '-U', 'app' ]);
+wait_builds();
+is(status_of('app_probed_a'), 'skipped', 'the request matching an existing index: skipped');
+is(status_of('app_probed_b'), 'succeeded', 'the next build of the same builder: succeeded');
+is( $node->safe_psql('postgres',
+		q{SELECT temp_table FROM app_probe_log WHERE step = 'a'}),
+	'cannot create temporary table within security-restricted operation',
+	"the comparison ran the requester's function once, in a security-restricted operation");
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) FROM app_probe_log WHERE leaked LIKE 'leaked by a%'}),
+	'0', 'a setting changed by that function did not reach the next build');
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) > 0 AND bool_and(temp_table <> 'created') FROM app_probe_log WHERE step = 'b'}),
+	't', 'the build ran it restricted as well');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(DISTINCT sess_user || '/' || cur_user, ',') FROM app_probe_log}),
+	'app/app', 'session user and current user were the requester throughout');
+
+# --- 14. The clean-up after a failed build is bounded by the lock timeout too: with a transaction
+# holding a lock on the table, the INVALID index cannot be dropped; the error says so, and the next
+# request of the index drops it first.
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET perfkit.index_build_lock_timeout = '300ms';
+ALTER SYSTEM SET perfkit.index_build_max_attempts = 1;
+SELECT pg_reload_conf();
+});
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$locker->query_safe('SELECT count(*) FROM items');
+$node->safe_psql('postgres',
+	q{SELECT perfkit.create_index_concurrently('CREATE INDEX items_cl_idx ON items (a, v)')});
+ok($node->poll_query_until('postgres',
+		q{SELECT status FROM perfkit.index_builds WHERE index_name = 'items_cl_idx'}, 'failed'),
+	'build failed on the lock timeout while the lock is still held (the clean-up did not hang)');
+is( $node->safe_psql('postgres',
+		q{SELECT error FROM perfkit.index_builds WHERE index_name = 'items_cl_idx'}),
+	'canceling statement due to lock timeout; the INVALID index "items_cl_idx" could not be dropped '
+	  . '(canceling statement due to lock timeout), a new request of the index drops it first',
+	'the error tells that the INVALID index was left');
+is(index_valid('items_cl_idx'), 'f', 'the INVALID index is still there');
+$locker->query_safe('COMMIT');
+$node->safe_psql('postgres', q{
+ALTER SYSTEM RESET perfkit.index_build_lock_timeout;
+ALTER SYSTEM RESET perfkit.index_build_max_attempts;
+SELECT pg_reload_conf();
+SELECT perfkit.create_index_concurrently('CREATE INDEX items_cl_idx ON items (a, v)');
+});
+wait_builds();
+is(status_of('items_cl_idx'), 'succeeded', 'the next request dropped the leftover and built the index');
+is(index_valid('items_cl_idx'), 't', 'valid');
+is(invalid_indexes('items'), '0', 'no INVALID index on the table');
+
+# --- 15. DROP INDEX CONCURRENTLY marks the index INVALID before it waits for the table's users; a
+# drop cancelled while it waits is completed instead of leaving an INVALID index behind.
+$node->safe_psql('postgres', 'CREATE INDEX items_drop_me ON items (b, id)');
+$locker->query_safe('BEGIN');
+$locker->query_safe('SELECT count(*) FROM items');
+$id = $node->safe_psql('postgres', q{SELECT perfkit.drop_index_concurrently('items_drop_me')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT NOT indisvalid AND (SELECT wait_event = 'virtualxid' FROM pg_stat_activity
+		                              WHERE backend_type = 'perfkit index builder')
+		    FROM pg_index WHERE indexrelid = 'items_drop_me'::regclass}),
+	'the drop made the index INVALID and waits for the open transaction');
+$log_offset = -s $node->logfile;
+is($node->safe_psql('postgres', "SELECT perfkit.cancel_index_build($id)"), 't', 'cancel accepted');
+$node->wait_for_log(qr/completes the interrupted drop of the INVALID index "items_drop_me"/, $log_offset);
+ok( $node->poll_query_until('postgres',
+		q{SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'perfkit index builder'},
+		'virtualxid'),
+	'the completing drop waits for the open transaction too');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok($node->poll_query_until('postgres', "SELECT status FROM perfkit.index_builds WHERE id = $id", 'succeeded'),
+	'the drop was completed');
+is( $node->safe_psql('postgres', "SELECT error FROM perfkit.index_builds WHERE id = $id"),
+	'cancelled by perfkit.cancel_index_build(); the index had already been made INVALID, so the drop was completed',
+	'the error tells why');
+is(index_valid('items_drop_me'), '', 'the index is gone');
+is(invalid_indexes('items'), '0', 'no INVALID index on the table');
+
+# --- 16. Without shared_preload_libraries the functions fail like the rest of perfkit.
 $node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
 $node->restart;
 foreach my $sql (

@@ -5,6 +5,10 @@
 # The build is held in its "waiting for old snapshots" phase by an open REPEATABLE READ transaction,
 # so it is certainly in the middle of CREATE INDEX CONCURRENTLY (its INVALID index already exists)
 # when the server goes down, whatever the machine's speed.
+#
+# At start the launcher visits every database, and its builder runs as a superuser: a table that
+# merely looks like perfkit's requests table, created by a role in a database without perfkit, is
+# ignored (with a warning) and left untouched.
 use strict;
 use warnings;
 
@@ -103,6 +107,58 @@ ok($node->log_contains(qr/was terminated by signal 9/, $log_offset), 'the postma
 $node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
 drop_session($holder);
 check_resumed('events_kind_id_idx');
+
+# --- a lookalike requests table in a database without perfkit: nothing is built from it
+$node->safe_psql('postgres', q{
+CREATE ROLE mallory LOGIN;
+CREATE DATABASE mallorydb OWNER mallory;
+});
+$node->safe_psql('mallorydb', q{
+CREATE TABLE secret (x int);
+INSERT INTO secret VALUES (1);
+});
+$node->safe_psql('mallorydb', q{
+CREATE SCHEMA perfkit;
+CREATE TABLE perfkit.index_build_requests (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind          text NOT NULL,
+    relid         oid NOT NULL,
+    indexrelid    oid,
+    index_name    name NOT NULL,
+    definition    text NOT NULL,
+    search_path   text NOT NULL,
+    status        text NOT NULL DEFAULT 'pending',
+    requested_by  oid NOT NULL,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    attempts      integer NOT NULL DEFAULT 0,
+    retry_at      timestamptz,
+    worker_pid    integer,
+    error         text);
+INSERT INTO perfkit.index_build_requests
+       (kind, relid, index_name, definition, search_path, requested_by, status)
+VALUES ('create', 'secret'::regclass, 'secret_pending', 'CREATE INDEX secret_pending ON secret (x)',
+        'public', 10, 'pending'),
+       ('create', 'secret'::regclass, 'secret_running', 'CREATE INDEX secret_running ON secret (x)',
+        'public', 10, 'running');
+}, extra_params => [ '-U', 'mallory' ]);
+my $rows_before = $node->safe_psql('mallorydb',
+	'SELECT * FROM perfkit.index_build_requests ORDER BY id');
+$log_offset = -s $node->logfile;
+$node->restart;
+$node->wait_for_log(
+	qr/WARNING:  perfkit: ignoring table perfkit\.index_build_requests in database "mallorydb"/,
+	$log_offset);
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'perfkit index builder'}, '0'),
+	'the builders exited');
+is($node->safe_psql('mallorydb', 'SELECT * FROM perfkit.index_build_requests ORDER BY id'),
+	$rows_before, 'the lookalike table was not touched (not even its "running" row)');
+is( $node->safe_psql('mallorydb',
+		q{SELECT count(*) FROM pg_index WHERE indrelid = 'secret'::regclass}),
+	'0', "no index was built on the superuser's table");
+ok(!$node->log_contains(qr/secret_(pending|running)/, $log_offset), 'nothing about those rows in the log');
 
 $node->stop;
 done_testing();
