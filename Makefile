@@ -19,7 +19,15 @@ OBJS = \
 	src/nplusone.o \
 	src/views.o \
 	src/indexbuild.o \
-	src/indexbuild_worker.o
+	src/indexbuild_worker.o \
+	src/rediscache.o \
+	src/redisconn.o \
+	src/redisfuncs.o \
+	src/redisjson.o \
+	src/redisqueue.o \
+	src/rediswrites.o \
+	src/redissafe.o \
+	src/redis_worker.o
 
 DATA = sql/perfkit--$(EXTVERSION).sql
 PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index advice"
@@ -27,7 +35,7 @@ PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
 # instance configured by test/regress.conf.  `make installcheck` also works on a running server
 # that preloads perfkit.
-REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds redis
 REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = concurrent_updates
 ISOLATION_OPTS = --inputdir=test/isolation
@@ -47,6 +55,9 @@ include $(PGXS)
 else ifeq ($(filter test demo deps bench print-tests,$(MAKECMDGOALS)),)
 $(error PostgreSQL server headers not found: run 'make deps' as root, or apt-get install postgresql-server-dev-15)
 endif
+
+# Every object depends on every header: a header change rebuilds everything (PGXS tracks none).
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: test demo bench deps print-tests
 

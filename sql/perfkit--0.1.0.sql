@@ -314,7 +314,21 @@ BEGIN
         out := out || E'    (none detected)\n';
     END IF;
     out := out || E'\n== Index recommendations ==\n    (the index advisor is not in this release)\n';
-    out := out || E'\n== Redis result cache ==\n    (the Redis push is not in this release)\n';
+    out := out || E'\n== Redis result cache ==\n';
+    SELECT * INTO q FROM perfkit.redis_status;
+    IF NOT q.enabled THEN
+        out := out || E'    off (set perfkit.redis_url to push hot query results)\n';
+    ELSE
+        out := out || format(E'    %s; %s pushed, %s invalidated, %s bytes queued\n'
+                             '    not pushed: %s unsafe, %s too big, %s queue full, %s stale; %s errors\n',
+                             CASE WHEN q.connected THEN 'connected' ELSE 'NOT connected' END,
+                             q.pushed, q.invalidated, q.queue_bytes,
+                             q.skipped_unsafe, q.skipped_too_big, q.dropped_queue_full,
+                             q.dropped_stale, q.errors);
+        IF q.last_error IS NOT NULL THEN
+            out := out || format(E'    last error: %s\n', q.last_error);
+        END IF;
+    END IF;
     RETURN out;
 END
 $report$;
@@ -441,3 +455,48 @@ SELECT r.id,
 
 GRANT SELECT ON perfkit.index_builds TO PUBLIC;
 
+-- Redis result push
+--
+-- With perfkit.redis_url set, the results of hot read-only statements are pushed to Redis by a
+-- background worker and deleted there when a table they read changes; see doc/redis.md.
+
+-- The Redis key under which the result of a statement text (with its bind parameters, as text;
+-- NULL elements for SQL NULLs) is pushed, for the current database and role.
+CREATE FUNCTION perfkit.redis_key(query text, params text[] DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'perfkit_redis_key'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Raw row of the push's counters; see the perfkit.redis_status view.
+CREATE FUNCTION perfkit._redis_status(
+    OUT enabled boolean,
+    OUT connected boolean,
+    OUT pushed bigint,
+    OUT invalidated bigint,
+    OUT skipped_unsafe bigint,
+    OUT skipped_too_big bigint,
+    OUT dropped_queue_full bigint,
+    OUT dropped_stale bigint,
+    OUT errors bigint,
+    OUT last_error text,
+    OUT queue_bytes bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'perfkit_redis_status'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+-- State of the Redis push: connection, counters since server start, bytes waiting in the queue.
+CREATE VIEW perfkit.redis_status AS
+SELECT connected,
+       pushed,
+       invalidated,
+       skipped_unsafe,
+       dropped_queue_full,
+       dropped_stale,
+       errors,
+       last_error,
+       queue_bytes,
+       enabled,
+       skipped_too_big
+  FROM perfkit._redis_status();
+
+GRANT SELECT ON perfkit.redis_status TO PUBLIC;

@@ -38,6 +38,7 @@
 #include "tcop/utility.h"
 
 #include "nplusone.h"
+#include "rediscache.h"
 #include "slowlog.h"
 #include "stats.h"
 
@@ -97,6 +98,8 @@ pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 
+	pk_redis_executor_start(queryDesc, eflags);
+
 	if (pk_nesting_level == 0)
 		pk_nplus_note_toplevel(queryDesc->plannedstmt->queryId);
 
@@ -119,6 +122,9 @@ pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	DestReceiver *tap = pk_nplus_tap(queryDesc, queryDesc->plannedstmt->queryId);
 
 	/* the N+1 detector sees the rows on their way to the client */
+	if (tap != NULL)
+		queryDesc->dest = tap;
+	tap = pk_redis_tap(queryDesc);
 	if (tap != NULL)
 		queryDesc->dest = tap;
 	pk_nesting_level++;
@@ -195,6 +201,8 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 						queryDesc->plannedstmt->stmt_len, &exec);
 	}
 
+	pk_redis_executor_end(queryDesc);
+
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
 	else
@@ -254,6 +262,8 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
 		pk_nplus_note_toplevel(queryid);
+
+	pk_redis_utility(pstmt);
 
 	if (!pk_track_utility || !pk_active() || queryid == UINT64CONST(0) ||
 		!PK_TIMED_UTILITY(pstmt->utilityStmt))

@@ -25,6 +25,7 @@
 
 #include "indexbuild.h"
 #include "nplusone.h"
+#include "rediscache.h"
 #include "slowlog.h"
 #include "stats.h"
 
@@ -145,6 +146,7 @@ pk_define_settings(void)
 							NULL, &pk_nplus_max_patterns, 1000, 10, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	pk_indexbuild_define_settings();
+	pk_redis_define_settings();
 	MarkGUCPrefixReserved("perfkit");
 }
 
@@ -159,6 +161,7 @@ pk_shmem_request(void)
 	RequestAddinShmemSpace(add_size(pk_stats_shmem_size(), pk_slowlog_shmem_size()));
 	RequestAddinShmemSpace(pk_indexbuild_shmem_size());
 	RequestAddinShmemSpace(pk_nplus_shmem_size());
+	RequestAddinShmemSpace(pk_redis_shmem_size());
 	/* [0] statistics table, [1] slow-query ring, [2] N+1 patterns */
 	RequestNamedLWLockTranche("perfkit", 3);
 }
@@ -176,6 +179,7 @@ pk_shmem_startup(void)
 	existed = pk_stats_shmem_init();
 	pk_slowlog_shmem_init();
 	pk_nplus_shmem_init();
+	pk_redis_shmem_init();
 	pk_indexbuild_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
@@ -209,5 +213,6 @@ _PG_init(void)
 	shmem_startup_hook = pk_shmem_startup;
 
 	pk_install_executor_hooks();
+	pk_redis_init();
 	pk_indexbuild_register_workers();
 }

@@ -25,7 +25,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PK_PG_LIB=/usr/lib/postgresql/15        # the installation pk_temp_install copies
 PK_PG_SHARE=/usr/share/postgresql/15
 PK_CLUSTER_USER=postgres                # servers run as this user when we are root
-PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server libipc-run-perl
+PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server redis-tools libipc-run-perl
 	python3-psycopg2 python3-django python3-sqlalchemy make gcc libc6-dev)
 export PG_CONFIG
 
