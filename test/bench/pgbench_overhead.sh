@@ -3,10 +3,12 @@
 # with pgbench, against a server without any statement tracking and one with pg_stat_statements.
 #
 # Method
-#   - Build perfkit, install it into a private copy of PostgreSQL 15 (test/lib.sh) and create ONE
-#     throwaway cluster under the temp dir (unix socket only, listen_addresses = ''), with the same
-#     base settings for every configuration (shared_buffers = 256MB, fsync = off,
-#     synchronous_commit = off, no autovacuum, no timed checkpoints).  `pgbench -i -s $SCALE` runs once.
+#   - Build perfkit from a snapshot of the working tree in the temp dir (other people's edits and
+#     builds in the checkout do not interfere; assertion-enabled builds are refused), install it into
+#     a private copy of PostgreSQL 15 (test/lib.sh) and create ONE throwaway cluster under the temp dir
+#     (unix socket only, listen_addresses = ''), with the same base settings for every configuration
+#     (shared_buffers = 256MB, fsync = off, synchronous_commit = off, full_page_writes = off, no
+#     autovacuum, no timed checkpoints).  `pgbench -i -s $SCALE` runs once.
 #   - A configuration is a name mapping to extra postgresql.conf lines (BENCH_CONF below).  Before each
 #     measurement the lines are written to an include file and the server is restarted with them; the
 #     script checks that the server knows every setting and preloads exactly the libraries asked for,
@@ -14,10 +16,17 @@
 #   - Rounds are interleaved (A B C A B C ...): slow drifts of the machine (other load, thermal or
 #     frequency changes, table/index growth of the TPC-B workload) hit every configuration alike
 #     instead of biasing whichever ran last.  Each measurement follows a short warm-up with the same
-#     workload (buffers and backends warm after the restart).
+#     workload (buffers and backends warm after the restart) and starts with `pgbench -v`, i.e. a
+#     VACUUM of all four pgbench tables (not timed): with autovacuum off, the dead rows of the TPC-B
+#     updates would otherwise pile up over the rounds and slow down each later measurement.
 #   - Per configuration the median TPS over the rounds is reported (robust to one disturbed round), with
 #     the spread (max - min) / median as a noise indicator, the ratio of the median to vanilla's median
 #     and, for every other tracking configuration, the ratio to pg_stat_statements' median.
+#   - The machine may be shared: for each measurement the script also reports the "other load", the
+#     CPU time used meanwhile by processes other than its server and pgbench (/proc/stat busy time
+#     minus the CPU time of the postmaster with all its children, live or reaped, and of the pgbench
+#     client), and the "steal", the CPU time the hypervisor gave to other guests, both as % of the
+#     machine, and warns when their sum exceeds OTHER_LOAD_WARN: such figures say little.
 #   - Target: perfkit >= 0.98 x vanilla, and not below pg_stat_statements.  The verdict line is
 #     informational only (the exit status does not depend on it): ratios within the spread are noise.
 #
@@ -42,8 +51,12 @@ declare -A BENCH_CONF=(
 compute_query_id = auto"
 	[pgss]="shared_preload_libraries = 'pg_stat_statements'"
 	[perfkit]="shared_preload_libraries = 'perfkit'"
-	[perfkit_slow]="shared_preload_libraries = 'perfkit'
-perfkit.slow_threshold = 1000"
+	[perfkit_nplusoff]="shared_preload_libraries = 'perfkit'
+perfkit.nplusone = off"
+	[perfkit_analyze]="shared_preload_libraries = 'perfkit'
+perfkit.slow_analyze = on"
+	[perfkit_redis_on]="shared_preload_libraries = 'perfkit'
+perfkit.redis_url = 'redis://127.0.0.1:1/0'"
 )
 
 # Settings shared by all configurations (appended to postgresql.conf once).
@@ -65,9 +78,38 @@ JOBS=${JOBS:-2}
 SCALE=${SCALE:-10}
 PORT=${BENCH_PORT:-5498}
 TARGET_VS_VANILLA=0.98
+OTHER_LOAD_WARN=5             # % of the machine taken by others (processes + steal) above which the report warns
+BENCH_REPO=$PK_ROOT           # the checkout; PK_ROOT moves to a snapshot of it (bench_snapshot)
+unset PERFKIT_ASSERTS PK_ASSERTS   # measure the production build
 
 declare -A TPS=()   # config -> space-separated TPS of each round
+declare -A OTHER=() # config -> space-separated OTHER/STEAL of each measurement (%, see bench_measure)
 declare -A MEDIAN=()
+
+# Copy the working tree (without .git and build products) to $PK_WORK/build and point PK_ROOT there, so
+# that pk_build/pk_temp_install build from a fixed snapshot: concurrent edits, `make clean` or
+# assertion-enabled builds (make test) in the shared checkout cannot change what is measured.
+bench_snapshot() {
+	local snap=$PK_WORK/build
+	pk_say "snapshot of $BENCH_REPO in $snap"
+	mkdir "$snap"
+	tar -C "$BENCH_REPO" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+		--exclude=./results --exclude=./tmp_check --exclude=./output_iso --exclude=./log -cf - . |
+		tar -C "$snap" -xf -
+	PK_ROOT=$snap
+}
+
+# Fail if the perfkit.so of the private installation is an assertion-enabled build.
+bench_check_build() {
+	local so
+	so=$("$PK_BINDIR/pg_config" --pkglibdir)/perfkit.so
+	if ! command -v nm >/dev/null 2>&1; then
+		pk_say "nm not found: cannot check that $so was built without assertions"
+	elif nm -D --undefined-only "$so" | grep -qw ExceptionalCondition; then
+		pk_err "$so is an assertion-enabled build (PERFKIT_ASSERTS=1?): not benchmarking it"
+		exit 1
+	fi
+}
 
 # Fail unless every parameter is a positive integer: bench_check_int NAME=VALUE...
 bench_check_int() {
@@ -163,6 +205,7 @@ bench_restart() {
 	bench_write_config "$name"
 	pk_as_cluster_user pg_ctl -D "$DATA" -l "$LOG" -w -s -m fast restart >/dev/null ||
 		bench_fail "server did not restart with configuration $name" "$LOG"
+	PM_PID=$(head -n 1 "$DATA/postmaster.pid")
 	bench_check_config "$name"
 	libs=$(bench_conf_value shared_preload_libraries "${BENCH_CONF[$name]}")
 	IFS=', ' read -r -a libs <<<"$libs"
@@ -174,23 +217,75 @@ bench_restart() {
 	done
 }
 
-# Run pgbench with the workload for SECONDS, output to LOGFILE: bench_pgbench SECONDS LOGFILE CLIENTS JOBS.
+# Run pgbench with the workload for SECONDS, output to LOGFILE: bench_pgbench SECONDS LOGFILE CLIENTS JOBS [OPTION...].
 bench_pgbench() {
-	pk_as_cluster_user pgbench "${WORKLOAD_ARGS[@]}" -c "$3" -j "$4" -T "$1" -h "$SOCK" -p "$PORT" pgbench \
-		>"$2" 2>&1 || bench_fail "pgbench failed" "$2"
+	local secs=$1 log=$2 clients=$3 jobs=$4
+	shift 4
+	pk_as_cluster_user pgbench "${WORKLOAD_ARGS[@]}" "$@" -c "$clients" -j "$jobs" -T "$secs" -h "$SOCK" -p "$PORT" \
+		pgbench >"$log" 2>&1 || bench_fail "pgbench failed" "$log"
 }
 
-# Measure configuration NAME in round R: restart, warm up, measure; appends the TPS to TPS[NAME].
+# Print the CPU ticks used so far by process PID and its reaped descendants: bench_proc_ticks PID.
+bench_proc_ticks() {
+	local stat
+	stat=$(<"/proc/$1/stat")
+	stat=${stat##*) }   # fields after "pid (comm) ": utime stime cutime cstime are the 12th to 15th
+	awk '{ print $12 + $13 + $14 + $15 }' <<<"$stat"
+}
+
+# Print the CPU ticks used so far by the server: postmaster, reaped and live children (e.g. background workers).
+bench_server_ticks() {
+	local total pid t
+	total=$(bench_proc_ticks "$PM_PID")
+	for pid in $(pgrep -P "$PM_PID" || true); do
+		t=$(bench_proc_ticks "$pid" 2>/dev/null) || continue   # exited meanwhile
+		total=$((total + t))
+	done
+	echo "$total"
+}
+
+# Print the busy CPU ticks of the whole machine so far (user nice system irq softirq) and the steal ticks
+# (time the hypervisor gave our virtual CPUs to someone else).
+bench_busy_ticks() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat
+}
+
+# Wait (up to 5 s) until the server has no client backends left, so that their CPU time is accounted.
+bench_wait_backends() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		pgrep -P "$PM_PID" -f '^postgres: postgres ' >/dev/null || return 0
+		sleep 0.1
+	done
+}
+
+# Measure configuration NAME in round R: restart, warm up, measure; appends the TPS to TPS[NAME] and
+# the CPU load of other processes during the measurement to OTHER[NAME].
 bench_measure() {
-	local name=$1 r=$2 log tps
+	local name=$1 r=$2 log tps busy0 steal0 ours0 t0 busy1 steal1 ours1 t1 other steal
 	log=$PK_WORK/pgbench-$name-$r.log
 	bench_restart "$name"
 	bench_pgbench "$WARMUP" "$PK_WORK/warmup-$name-$r.log" 2 2
-	bench_pgbench "$DURATION" "$log" "$CLIENTS" "$JOBS"
+	bench_wait_backends
+	read -r busy0 steal0 < <(bench_busy_ticks)
+	ours0=$(($(bench_server_ticks) + $(bench_proc_ticks $$)))
+	t0=$EPOCHREALTIME
+	bench_pgbench "$DURATION" "$log" "$CLIENTS" "$JOBS" -v
+	bench_wait_backends
+	read -r busy1 steal1 < <(bench_busy_ticks)
+	ours1=$(($(bench_server_ticks) + $(bench_proc_ticks $$)))
+	t1=$EPOCHREALTIME
 	tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$log")
 	[[ -n $tps ]] || bench_fail "no 'tps = N (without initial connection time)' line in the pgbench output" "$log"
+	read -r other steal < <(awk -v b="$((busy1 - busy0))" -v s="$((steal1 - steal0))" -v o="$((ours1 - ours0))" \
+		-v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v n="$NCPU" 'BEGIN {
+			m = hz * (t1 - t0) * n; x = 100 * (b - o) / m
+			printf "%.0f %.0f\n", x < 0 ? 0 : x, 100 * s / m
+		}')
 	TPS[$name]="${TPS[$name]:-}${TPS[$name]:+ }$tps"
-	printf '    round %d/%d  %-14s %12.1f tps\n' "$r" "$ROUNDS" "$name" "$tps"
+	OTHER[$name]="${OTHER[$name]:-}${OTHER[$name]:+ }$other/$steal"
+	printf '    round %d/%d  %-14s %12.1f tps   (other load %3d%%, steal %3d%%)\n' "$r" "$ROUNDS" "$name" "$tps" \
+		"$other" "$steal"
 }
 
 # Print the median of the numbers given as arguments.
@@ -206,15 +301,17 @@ bench_ratio() {
 
 # Print the machine facts and the result table.
 bench_report() {
-	local c v vals spread pgver commit cpu
+	local c v vals spread pgver commit cpu max_other=0
 	pgver=$("$PK_BINDIR/postgres" --version)
-	commit=$(git -C "$PK_ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+	commit=$(git -C "$BENCH_REPO" describe --always --dirty 2>/dev/null || echo unknown)
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 	echo "pgbench overhead benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "  machine:    nproc=$(nproc), ${cpu:-unknown CPU}, $(uname -r)"
-	echo "  server:     $pgver; perfkit $commit"
+	echo "  machine:    nproc=$NCPU, ${cpu:-unknown CPU}, $(uname -r); load average at the end" \
+		"$(cut -d ' ' -f 1-3 /proc/loadavg)"
+	echo "  server:     $pgver; perfkit $commit (snapshot of the working tree, assertions off)"
 	echo "  workload:   $WORKLOAD (pgbench ${WORKLOAD_ARGS[*]} -c $CLIENTS -j $JOBS -T $DURATION), scale $SCALE"
-	echo "  rounds:     $ROUNDS, interleaved ${CONFIGS[*]}; warm-up ${WARMUP}s before each measurement"
+	echo "  rounds:     $ROUNDS, interleaved ${CONFIGS[*]}; before each measurement: restart, warm-up" \
+		"${WARMUP}s, VACUUM (pgbench -v)"
 	echo "  base conf:  $(tr '\n' ',' <<<"$BENCH_BASE_CONF" | sed 's/,$//; s/,/, /g')"
 	echo
 	printf '%-14s' config
@@ -233,6 +330,26 @@ bench_report() {
 			printf ' %8s\n' "$(bench_ratio "${MEDIAN[$c]}" "${MEDIAN[pgss]:-}")"
 		fi
 	done
+	echo
+	echo "other/steal: CPU used by processes other than this benchmark's server and pgbench / CPU time"
+	echo "stolen by the hypervisor, during each measurement, in % of the machine (noise that the"
+	echo "interleaving cannot cancel)"
+	printf '%-14s' config
+	for ((v = 1; v <= ROUNDS; v++)); do printf ' %10s' "r$v"; done
+	printf '\n'
+	for c in "${CONFIGS[@]}"; do
+		printf '%-14s' "$c"
+		for v in ${OTHER[$c]}; do
+			printf ' %10s' "$v"
+			((${v%/*} + ${v#*/} <= max_other)) || max_other=$((${v%/*} + ${v#*/}))
+		done
+		printf '\n'
+	done
+	if ((max_other > OTHER_LOAD_WARN)); then
+		echo
+		echo "WARNING: other processes and the hypervisor took up to ${max_other}% of the CPUs during a" \
+			"measurement: the figures are disturbed; rerun on an otherwise idle machine."
+	fi
 	if [[ -v MEDIAN[perfkit] && -v MEDIAN[vanilla] ]]; then
 		echo
 		awk -v p="${MEDIAN[perfkit]}" -v v="${MEDIAN[vanilla]}" -v s="${MEDIAN[pgss]:-}" -v t="$TARGET_VS_VANILLA" 'BEGIN {
@@ -246,14 +363,18 @@ bench_report() {
 pk_traps
 bench_check_env
 pk_deps
-pk_build
 pk_workdir
+bench_snapshot
+pk_build
 pk_temp_install
+bench_check_build
 
 DATA=$PK_WORK/bench_data
 SOCK=$PK_WORK/bench_sock
 LOG=$PK_WORK/bench_server.log
 SHAREDIR=$("$PK_BINDIR/pg_config" --sharedir)
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
 
 bench_init_cluster
 pk_say "measuring: workload $WORKLOAD, $ROUNDS rounds x (${CONFIGS[*]}), ${DURATION}s each"
