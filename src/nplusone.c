@@ -97,6 +97,7 @@ typedef struct NpParent
 	int			rows_seen;		/* rows passed through the tap */
 	int			nvalues;		/* hashes in values[] */
 	uint32		values[NP_VALUES];	/* open addressing, 0 = empty */
+	uint16		used[NP_VALUES_FILL];	/* positions filled, to empty the set cheaply */
 } NpParent;
 
 /* A loop being followed: a repeated statement after a parent */
@@ -344,7 +345,7 @@ np_parent_add(NpParent *p, uint32 hash)
 		i = (i + 1) & (NP_VALUES - 1);
 	}
 	p->values[i] = hash;
-	p->nvalues++;
+	p->used[p->nvalues++] = (uint16) i;
 }
 
 /* True when the parent returned a value with this hash */
@@ -460,7 +461,8 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 		}
 		np_close_trackers_of(slot);
 		p = &np_parents[slot];
-		memset(p->values, 0, sizeof(p->values));
+		for (int i = 0; i < p->nvalues; i++)
+			p->values[p->used[i]] = 0;
 		p->nvalues = 0;
 		p->rows_seen = 0;
 		p->queryid = queryid;
@@ -469,7 +471,7 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 		p->owner = queryDesc;
 		p->lxid = NP_CURRENT_LXID;
 		p->in_block = IsTransactionBlock();
-		p->last_activity = GetCurrentTimestamp();
+		p->last_activity = GetCurrentStatementStartTimestamp();
 	}
 	p = &np_parents[slot];
 
@@ -730,21 +732,32 @@ np_step(NpTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
 	}
 }
 
-/* True when both executions had the same values */
-static bool
-np_same_values(const NpValues *a, const NpValues *b)
+/* The hashes of the last values of each statement, to tell repeats with the same values */
+typedef struct NpLastValues
 {
-	if (a->n != b->n)
-		return false;
-	for (int i = 0; i < a->n; i++)
-		if (a->v[i].hash != b->v[i].hash)
-			return false;
-	return true;
-}
+	uint64		queryid;
+	int			n;
+	uint32		hash[NP_MAX_POS];
+} NpLastValues;
 
-/* The last values of each statement, to tell repeats with the same values */
-static NpValues np_last_values[NP_SHAPES];
-static uint64 np_last_values_qid[NP_SHAPES];
+static NpLastValues np_last_values[NP_SHAPES];
+
+/* True when this execution has the values of the statement's previous one; remembers them */
+static bool
+np_same_as_last(uint64 queryid, const NpValues *vals)
+{
+	NpLastValues *last = &np_last_values[queryid % NP_SHAPES];
+	bool		same = last->queryid == queryid && last->n == vals->n;
+
+	for (int i = 0; i < vals->n; i++)
+	{
+		same = same && last->hash[i] == vals->v[i].hash;
+		last->hash[i] = vals->v[i].hash;
+	}
+	last->queryid = queryid;
+	last->n = vals->n;
+	return same;
+}
 
 /*
  * ExecutorEnd: close the statement's own parent slot, then follow the loops
@@ -755,8 +768,9 @@ pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms,
 {
 	NpValues	vals;
 	TimestampTz now;
-	int			memo = queryid % NP_SHAPES;
 	bool		identical;
+	int			ntrackers = 0;
+	int			trackers[NP_TRACKERS];
 
 	if (!np_active() || queryid == UINT64CONST(0))
 		return;
@@ -772,9 +786,7 @@ pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms,
 
 	np_execution_values(queryDesc, queryid, level, &vals);
 
-	identical = np_last_values_qid[memo] == queryid && np_same_values(&vals, &np_last_values[memo]);
-	np_last_values[memo] = vals;
-	np_last_values_qid[memo] = queryid;
+	identical = np_same_as_last(queryid, &vals);
 
 	if (identical)
 	{
@@ -783,8 +795,13 @@ pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms,
 	}
 	/* new values: any run of identical repeats of this statement is over */
 	for (int i = 0; i < NP_TRACKERS; i++)
-		if (np_trackers[i].used && np_trackers[i].identical && np_trackers[i].queryid == queryid)
-			np_trackers[i].used = false;
+		if (np_trackers[i].used && np_trackers[i].queryid == queryid)
+		{
+			if (np_trackers[i].identical)
+				np_trackers[i].used = false;
+			else
+				trackers[ntrackers++] = i;
+		}
 
 	for (int p = 0; p < NP_PARENTS; p++)
 	{
@@ -801,10 +818,9 @@ pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms,
 		if (!hit)
 		{
 			/* every step of a loop consumes the parent's values: a miss ends it */
-			for (int i = 0; i < NP_TRACKERS; i++)
-				if (np_trackers[i].used && !np_trackers[i].identical &&
-					np_trackers[i].queryid == queryid && np_trackers[i].parent == p)
-					np_trackers[i].used = false;
+			for (int i = 0; i < ntrackers; i++)
+				if (np_trackers[trackers[i]].parent == p)
+					np_trackers[trackers[i]].used = false;
 			continue;
 		}
 
