@@ -59,7 +59,7 @@ endif
 # Every object depends on every header: a header change rebuilds everything (PGXS tracks none).
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
 
-.PHONY: test demo bench deps print-tests
+.PHONY: test demo bench bench-instructions deps print-tests
 
 deps:
 	@bash test/lib.sh deps
@@ -72,6 +72,9 @@ demo:
 
 bench:
 	@bash test/bench/pgbench_overhead.sh
+
+bench-instructions:
+	@bash test/bench/instructions_per_statement.sh
 
 # Lists of suites for the test runner.
 print-tests:
