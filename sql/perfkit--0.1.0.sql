@@ -210,6 +210,12 @@ LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 REVOKE ALL ON FUNCTION perfkit.reset_n_plus_one() FROM PUBLIC;
 GRANT SELECT ON perfkit.n_plus_one TO PUBLIC;
 
+-- Tells the N+1 detector that the loops of the running client statement are perfkit's own.
+CREATE FUNCTION perfkit._nplusone_quiet()
+RETURNS void
+AS 'MODULE_PATHNAME', 'perfkit_nplusone_quiet'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
 -- One page a person can read in a terminal: top statements with their latency
 -- distribution, recent slow queries with the first lines of their plans, and
 -- the sections later releases fill.
@@ -235,6 +241,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Call perfkit.report() or perfkit.report(top => 10, slow => 5).';
     END IF;
+    -- the loops below are perfkit's own, not the user's N+1 loops
+    PERFORM perfkit._nplusone_quiet();
     SELECT * INTO info FROM perfkit.info;
 
     out := format(E'perfkit report  %s\nstatistics since %s; %s statements tracked (max %s), %s evicted\n',

@@ -112,6 +112,7 @@ typedef struct NpTracker
 	int			count;			/* executions in this loop */
 	double		time;			/* their total time (ms) */
 	bool		published;		/* the loop is in shared memory already */
+	bool		quiet;			/* ... or never will be: a loop of perfkit's own code */
 	LocalTransactionId lxid;	/* transaction of the latest execution */
 	bool		in_block;		/* ... and whether that was a transaction block */
 	TimestampTz last_ts;		/* time of the latest execution */
@@ -151,6 +152,8 @@ static NpTracker np_trackers[NP_TRACKERS];
 static NpParseMemo np_parse_memo[NP_LEVELS];
 static NpShape np_shapes[NP_SHAPES];
 static uint64 np_top_queryid = 0;	/* client statement now running */
+static uint64 np_statements_started = 0;	/* client statements started in this backend */
+static uint64 np_quiet_statement = 0;	/* the one of them whose loops are perfkit's own */
 static uint32 np_generation = 0;
 static uint64 np_seq = 0;			/* statements ended in this backend */
 
@@ -328,6 +331,14 @@ void
 pk_nplus_note_toplevel(uint64 queryid)
 {
 	np_top_queryid = queryid;
+	np_statements_started++;
+}
+
+/* perfkit's own function runs loops: ignore them until the client's statement ends */
+void
+pk_nplus_quiet(void)
+{
+	np_quiet_statement = np_statements_started;
 }
 
 /* Add a hash to a parent's value set */
@@ -712,6 +723,7 @@ np_step(NpTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
 		t->count = 0;
 		t->time = 0;
 		t->published = false;
+		t->quiet = false;
 	}
 	/* a run of identical executions includes the first one, seen before it was a run */
 	if (t->identical && t->count == 0)
@@ -724,10 +736,16 @@ np_step(NpTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
 	t->last_seq = np_seq;
 
 	if (t->published)
-		np_publish(t, false, 1, duration_ms, queryDesc, vals);
+	{
+		if (!t->quiet)
+			np_publish(t, false, 1, duration_ms, queryDesc, vals);
+	}
 	else if (t->count >= pk_nplus_min_repeats)
 	{
-		np_publish(t, true, t->count, t->time, queryDesc, vals);
+		/* loops of perfkit's own functions (perfkit.report()) are not the user's */
+		t->quiet = np_quiet_statement == np_statements_started;
+		if (!t->quiet)
+			np_publish(t, true, t->count, t->time, queryDesc, vals);
 		t->published = true;
 	}
 }

@@ -66,6 +66,7 @@ extern Size pk_nplus_shmem_size(void);
 extern void pk_nplus_shmem_init(void);
 extern void pk_nplus_note_parse(Query *query, int level);
 extern void pk_nplus_note_toplevel(uint64 queryid);
+extern void pk_nplus_quiet(void);
 extern DestReceiver *pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid);
 extern void pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid,
 								   double duration_ms, int level);

@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(perfkit_slow_queries);
 PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
 PG_FUNCTION_INFO_V1(perfkit_n_plus_one);
 PG_FUNCTION_INFO_V1(perfkit_reset_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_nplusone_quiet);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
@@ -316,6 +317,15 @@ perfkit_reset_n_plus_one(PG_FUNCTION_ARGS)
 {
 	pk_stats_require_loaded();
 	pk_nplus_reset();
+	PG_RETURN_VOID();
+}
+
+/* perfkit._nplusone_quiet(): the loops of the running client statement are perfkit's own */
+Datum
+perfkit_nplusone_quiet(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_nplus_quiet();
 	PG_RETURN_VOID();
 }
 

@@ -181,10 +181,8 @@ SQL
 pk_say "perfkit.info"
 demo_psql -P footer=off -c 'SELECT * FROM perfkit.info;'
 
-if [[ $(demo_psql -At -c "SELECT to_regprocedure('perfkit.report()') IS NOT NULL") == t ]]; then
-	pk_say "perfkit.report()"
-	demo_psql -At -c 'SELECT perfkit.report();'
-fi
+pk_say "perfkit.report()"
+demo_psql -At -c 'SELECT perfkit.report();'
 
 pk_say "stopping the server"
 pk_as_cluster_user pg_ctl -D "$DATA" -w -s -m fast stop
