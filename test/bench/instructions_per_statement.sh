@@ -23,6 +23,7 @@ declare -A IPS_CONF=(
 	[pgss]="-c shared_preload_libraries=pg_stat_statements"
 	[perfkit]="-c shared_preload_libraries=perfkit"
 	[perfkit_nplusoff]="-c shared_preload_libraries=perfkit -c perfkit.nplusone=off"
+	[perfkit_analyze]="-c shared_preload_libraries=perfkit -c perfkit.slow_analyze=on"
 )
 read -r -a CONFIGS <<<"${BENCH_CONFIGS:-vanilla pgss perfkit perfkit_nplusoff}"
 N1=${N1:-500}
