@@ -14,65 +14,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-# --- a redis-server child on a free loopback port, stopped at the end (also on failure) ---
-my $redis_port = PostgreSQL::Test::Cluster::get_free_port();
-my $redis_dir = PostgreSQL::Test::Utils::tempdir();
-my $redis_pid;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PerfkitRedis;    # redis-server child, redis_cli, poll_until, key_of, $redis_port, $role
 
-sub redis_cli
-{
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'redis-cli', '-p', $redis_port, '--raw', @_ ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(20));
-	chomp $out;
-	return $out;
-}
-
-sub poll_until
-{
-	my ($cond, $secs) = @_;
-	my $deadline = time() + ($secs // $PostgreSQL::Test::Utils::timeout_default);
-	while (time() < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(100_000);
-	}
-	return 0;
-}
-
-sub redis_start
-{
-	$redis_pid = fork();
-	die "fork: $!" unless defined $redis_pid;
-	if ($redis_pid == 0)
-	{
-		exec('redis-server', '--port', $redis_port, '--bind', '127.0.0.1', '--save', '',
-			'--appendonly', 'no', '--dir', $redis_dir, '--logfile', "$redis_dir/redis.log")
-		  or POSIX::_exit(1);
-	}
-	poll_until(sub { (eval { redis_cli('PING') } // '') eq 'PONG' }) or die "redis-server did not start";
-}
-
-sub redis_stop
-{
-	return unless $redis_pid;
-	kill 'CONT', $redis_pid;
-	kill 'TERM', $redis_pid;
-	waitpid($redis_pid, 0);
-	$redis_pid = undef;
-}
-END { redis_stop(); }
-
-my $role;
-sub key_of
-{
-	my ($text, @params) = @_;
-	my $sha = Digest::SHA->new(1);
-	$sha->add($text);
-	$sha->add("\0", defined $_ ? s/\\/\\\\/gr : '\N') for @params;
-	return "perfkit:postgres:$role:" . $sha->hexdigest;
-}
-# --- end of the redis helpers ---
 
 redis_start();
 my $node = PostgreSQL::Test::Cluster->new('redis_outage');
