@@ -16,8 +16,9 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw($redis_port $redis_dir $redis_pid $role redis_cli poll_until redis_start redis_stop key_of);
 
-our $redis_port = PostgreSQL::Test::Cluster::get_free_port();
-our $redis_dir = PostgreSQL::Test::Utils::tempdir();
+# Set by redis_start (the test framework can only hand out ports once the test runs).
+our $redis_port;
+our $redis_dir;
 our $redis_pid;
 
 sub redis_cli
@@ -43,6 +44,8 @@ sub poll_until
 
 sub redis_start
 {
+	$redis_port //= PostgreSQL::Test::Cluster::get_free_port();
+	$redis_dir //= PostgreSQL::Test::Utils::tempdir();
 	$redis_pid = fork();
 	die "fork: $!" unless defined $redis_pid;
 	if ($redis_pid == 0)
