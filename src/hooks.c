@@ -169,6 +169,7 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 	uint64		queryid = queryDesc->plannedstmt->queryId;
 	Instrumentation *instr = queryDesc->totaltime;
 	double		duration_ms = 0;
+	TimestampTz end_time = 0;
 
 	if (instr != NULL)
 	{
@@ -177,7 +178,11 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 		duration_ms = instr->total * 1000.0;
 	}
 
-	pk_nplus_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level);
+	/* one clock read serves the N+1 detector and the statistics */
+	if (queryid != UINT64CONST(0) && (pk_nplus_enabled || pk_active()))
+		end_time = GetCurrentTimestamp();
+
+	pk_nplus_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level, end_time);
 
 	if (queryid != UINT64CONST(0) && instr != NULL && pk_active())
 	{
@@ -185,6 +190,7 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 		PkStatsKey	key;
 
 		memset(&exec, 0, sizeof(exec));
+		exec.end_time = end_time;
 		exec.duration_ms = duration_ms;
 		exec.rows = queryDesc->estate->es_processed;
 		exec.shared_blks_hit = instr->bufusage.shared_blks_hit;
@@ -299,6 +305,7 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	exec.shared_blks_read = bufdelta.shared_blks_read;
 	exec.temp_blks_written = bufdelta.temp_blks_written;
 	exec.slow = pk_is_slow(exec.duration_ms);
+	exec.end_time = GetCurrentTimestamp();
 
 	pk_stats_make_key(&key, queryid, pk_nesting_level == 0);
 	pk_stats_record(&key, queryString, location, len, &exec);

@@ -248,7 +248,7 @@ np_value_from_datum(Datum d, Oid type, NpValue *out)
 	/* integers of every width hash alike, so an int4 key matches an int8 parameter */
 	out->is_int = true;
 	out->ival = i;
-	out->hash = hash_bytes_extended((const unsigned char *) &i, sizeof(i), 0) | 1;
+	out->hash = (murmurhash32((uint32) i) ^ murmurhash32((uint32) ((uint64) i >> 32) + 0x9e3779b9)) | 1;
 	return true;
 
 bytes:
@@ -782,17 +782,16 @@ np_same_as_last(uint64 queryid, const NpValues *vals)
  * it may be a step of.
  */
 void
-pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level)
+pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level,
+					   TimestampTz now)
 {
 	NpValues	vals;
-	TimestampTz now;
 	bool		identical;
 	int			ntrackers = 0;
 	int			trackers[NP_TRACKERS];
 
 	if (!np_active() || queryid == UINT64CONST(0))
 		return;
-	now = GetCurrentTimestamp();
 	np_seq++;
 
 	for (int i = 0; i < NP_PARENTS; i++)

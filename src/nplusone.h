@@ -69,7 +69,7 @@ extern void pk_nplus_note_toplevel(uint64 queryid);
 extern void pk_nplus_quiet(void);
 extern DestReceiver *pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid);
 extern void pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid,
-								   double duration_ms, int level);
+								   double duration_ms, int level, TimestampTz now);
 extern void pk_nplus_reset(void);
 
 #endif							/* PERFKIT_NPLUSONE_H */

@@ -260,6 +260,9 @@ pk_counters_add(PkCounters *c, const PkExecution *x, TimestampTz now)
 	{
 		c->min_time = c->max_time = c->mean_time = t;
 		c->sum_var_time = 0.0;
+		/* an entry made at the end of its first execution was seen when that ended */
+		if (now < c->first_seen)
+			c->first_seen = now;
 	}
 	else
 	{
@@ -294,7 +297,6 @@ pk_stats_record(const PkStatsKey *key, const char *source, int location,
 				int len, const PkExecution *exec)
 {
 	PkStatsEntry *entry;
-	TimestampTz now;
 
 	LWLockAcquire(pk_state->lock, LW_SHARED);
 	entry = hash_search(pk_hash, key, HASH_FIND, NULL);
@@ -314,9 +316,8 @@ pk_stats_record(const PkStatsKey *key, const char *source, int location,
 		}
 	}
 
-	now = GetCurrentTimestamp();
 	SpinLockAcquire(&entry->mutex);
-	pk_counters_add(&entry->counters, exec, now);
+	pk_counters_add(&entry->counters, exec, exec->end_time);
 	SpinLockRelease(&entry->mutex);
 
 	LWLockRelease(pk_state->lock);

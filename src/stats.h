@@ -79,6 +79,7 @@ typedef struct PkExecution
 	int64		shared_blks_read;
 	int64		temp_blks_written;
 	bool		slow;
+	TimestampTz end_time;		/* when the execution ended */
 } PkExecution;
 
 extern PkSharedState *pk_state;
