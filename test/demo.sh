@@ -36,14 +36,8 @@ LOG=$PK_WORK/demo_server.log
 
 pk_say "creating a throwaway cluster in $DATA"
 pk_as_cluster_user mkdir -p "$SOCK" "$SCRIPTS"
-pk_as_cluster_user initdb -D "$DATA" -A trust --no-sync --no-instructions -E UTF8 \
-	>"$PK_WORK/initdb.log" 2>&1 || demo_fail "initdb failed" "$PK_WORK/initdb.log"
-pk_as_cluster_user tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
+pk_init_cluster "$DATA" "$SOCK" "$PORT" <<EOF || demo_fail "initdb failed" "$PK_WORK/initdb.log"
 # perfkit demo
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-port = $PORT
 shared_preload_libraries = 'perfkit'
 perfkit.track = all
 perfkit.slow_threshold = 25ms

@@ -147,6 +147,20 @@ pk_temp_install() {
 	fi
 }
 
+# Create a throwaway cluster in DATA that listens only on a unix socket in SOCK (PORT names the
+# socket), with the extra postgresql.conf lines given on stdin; initdb's log is $PK_WORK/initdb.log.
+# pk_init_cluster DATA SOCK PORT <<EOF ... EOF
+pk_init_cluster() {
+	local data=$1 sock=$2 port=$3
+	pk_as_cluster_user mkdir -p "$sock"
+	pk_as_cluster_user initdb -D "$data" -A trust --no-sync --no-instructions -E UTF8 \
+		>"$PK_WORK/initdb.log" 2>&1 || return 1
+	{
+		printf "\nlisten_addresses = ''\nunix_socket_directories = '%s'\nport = %s\n" "$sock" "$port"
+		cat
+	} | pk_as_cluster_user tee -a "$data/postgresql.conf" >/dev/null
+}
+
 # Copy the test material (sql/ expected/ test/) to $PK_WORK/src, owned by the cluster user; sets PK_SRC.
 pk_stage_tests() {
 	PK_SRC=$PK_WORK/src

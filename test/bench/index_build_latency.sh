@@ -61,14 +61,8 @@ lat_now() { date +%s%6N; }
 lat_init_cluster() {
 	pk_say "creating the cluster in $DATA"
 	pk_as_cluster_user mkdir -p "$SOCK" "$RUNS"
-	pk_as_cluster_user initdb -D "$DATA" -A trust --no-sync --no-instructions -E UTF8 \
-		>"$PK_WORK/initdb.log" 2>&1 || lat_fail "initdb failed" "$PK_WORK/initdb.log"
-	pk_as_cluster_user tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
+	pk_init_cluster "$DATA" "$SOCK" "$PORT" <<EOF || lat_fail "initdb failed" "$PK_WORK/initdb.log"
 # index_build_latency.sh
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-port = $PORT
 shared_preload_libraries = 'perfkit'
 shared_buffers = 512MB
 maintenance_work_mem = 256MB

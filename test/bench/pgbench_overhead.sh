@@ -158,14 +158,8 @@ bench_conf_value() {
 bench_init_cluster() {
 	pk_say "creating the cluster in $DATA"
 	pk_as_cluster_user mkdir -p "$SOCK"
-	pk_as_cluster_user initdb -D "$DATA" -A trust --no-sync --no-instructions -E UTF8 \
-		>"$PK_WORK/initdb.log" 2>&1 || bench_fail "initdb failed" "$PK_WORK/initdb.log"
-	pk_as_cluster_user tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
+	pk_init_cluster "$DATA" "$SOCK" "$PORT" <<EOF || bench_fail "initdb failed" "$PK_WORK/initdb.log"
 # pgbench_overhead.sh: the same for every configuration
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-port = $PORT
 $BENCH_BASE_CONF
 # the configuration under test (rewritten before each restart)
 include 'bench_config.conf'

@@ -212,14 +212,8 @@ if redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1; then
 	exit 1
 fi
 pk_as_cluster_user mkdir -p "$SOCK" "$PK_WORK/logs"
-pk_as_cluster_user initdb -D "$DATA" -A trust --no-sync --no-instructions -E UTF8 \
-	>"$PK_WORK/initdb.log" 2>&1 || bench_fail "initdb failed" "$PK_WORK/initdb.log"
-pk_as_cluster_user tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
+pk_init_cluster "$DATA" "$SOCK" "$PORT" <<EOF || bench_fail "initdb failed" "$PK_WORK/initdb.log"
 # redis_latency.sh
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-port = $PORT
 shared_preload_libraries = 'perfkit'
 perfkit.redis_hot_calls = 10
 shared_buffers = 256MB
