@@ -121,7 +121,7 @@ pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	DestReceiver *dest = queryDesc->dest;
 	DestReceiver *tap = pk_nplus_tap(queryDesc, queryDesc->plannedstmt->queryId);
 
-	/* the N+1 detector sees the rows on their way to the client */
+	/* the N+1 detector, then the Redis capture, see the rows on their way to the client */
 	if (tap != NULL)
 		queryDesc->dest = tap;
 	tap = pk_redis_tap(queryDesc);

@@ -135,14 +135,13 @@ typedef struct NpShape
 } NpShape;
 
 /* The DestReceiver that hashes a parent's values on their way out */
-typedef struct NpTap NpTap;
-struct NpTap
+typedef struct NpTap
 {
 	DestReceiver pub;
 	DestReceiver *inner;		/* the real destination */
 	NpParent   *parent;
 	uint32		generation;
-};
+} NpTap;
 
 PkNplusShared *pk_nplus_state = NULL;
 HTAB	   *pk_nplus_hash = NULL;
@@ -150,6 +149,13 @@ HTAB	   *pk_nplus_hash = NULL;
 static NpParent np_parents[NP_PARENTS];
 static NpTracker np_trackers[NP_TRACKERS];
 static NpParseMemo np_parse_memo[NP_LEVELS];
+
+/*
+ * One tap per nesting level, reused: a tap lives only while its ExecutorRun
+ * call runs (hooks.c restores the destination after it), and any ExecutorRun
+ * started meanwhile is one level deeper, so no allocation per statement.
+ */
+static NpTap np_taps[NP_LEVELS];
 static NpShape np_shapes[NP_SHAPES];
 static uint64 np_top_queryid = 0;	/* client statement now running */
 static uint64 np_statements_started = 0;	/* client statements started in this backend */
@@ -417,7 +423,7 @@ np_tap_shutdown(DestReceiver *self)
 	tap->inner->rShutdown(tap->inner);
 }
 
-/* Tap: nothing to free, it lives in the query's memory */
+/* Tap: nothing to free, the taps are static */
 static void
 np_tap_destroy(DestReceiver *self)
 {
@@ -444,6 +450,7 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 	NpTap	   *tap;
 
 	if (!np_active() || queryid == UINT64CONST(0) || queryDesc->dest == NULL ||
+		pk_nesting_level >= NP_LEVELS ||
 		!(queryDesc->operation == CMD_SELECT || queryDesc->plannedstmt->hasReturning))
 		return NULL;
 
@@ -486,7 +493,7 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 	}
 	p = &np_parents[slot];
 
-	tap = (NpTap *) MemoryContextAllocZero(queryDesc->estate->es_query_cxt, sizeof(NpTap));
+	tap = &np_taps[pk_nesting_level];
 	tap->pub.receiveSlot = np_tap_receive;
 	tap->pub.rStartup = np_tap_startup;
 	tap->pub.rShutdown = np_tap_shutdown;

@@ -173,12 +173,14 @@ pk_stats_evict_locked(void)
 }
 
 /*
- * Find or create the entry of a key; the caller holds the exclusive lock.
+ * Find or create the entry of a key (first seen at first_seen); the caller
+ * holds the exclusive lock.
  * The text is truncated (at a character boundary) to max_query_length.
  * Returns NULL when no entry could be made.
  */
 PkStatsEntry *
-pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len)
+pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len,
+					   TimestampTz first_seen)
 {
 	PkStatsEntry *entry;
 	bool		found;
@@ -204,7 +206,7 @@ pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len)
 	SpinLockInit(&entry->mutex);
 	memset(&entry->counters, 0, sizeof(PkCounters));
 	entry->counters.usage = pk_state->median_usage;
-	entry->counters.first_seen = GetCurrentTimestamp();
+	entry->counters.first_seen = first_seen;
 	if (query_len > pk_max_query_length)
 		query_len = pg_mbcliplen(query, query_len, pk_max_query_length);
 	memcpy(entry->query, query, query_len);
@@ -243,7 +245,7 @@ pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jstate,
 	text = pk_normalize_query(jstate, source, location, &len);
 
 	LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
-	if (pk_stats_insert_locked(key, text, len) == NULL)
+	if (pk_stats_insert_locked(key, text, len, GetCurrentTimestamp()) == NULL)
 		pk_stats_count_dropped();
 	LWLockRelease(pk_state->lock);
 	pfree(text);
@@ -260,9 +262,6 @@ pk_counters_add(PkCounters *c, const PkExecution *x, TimestampTz now)
 	{
 		c->min_time = c->max_time = c->mean_time = t;
 		c->sum_var_time = 0.0;
-		/* an entry made at the end of its first execution was seen when that ended */
-		if (now < c->first_seen)
-			c->first_seen = now;
 	}
 	else
 	{
@@ -307,7 +306,7 @@ pk_stats_record(const PkStatsKey *key, const char *source, int location,
 		LWLockRelease(pk_state->lock);
 		text = CleanQuerytext(source ? source : "", &location, &len);
 		LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
-		entry = pk_stats_insert_locked(key, text, len);
+		entry = pk_stats_insert_locked(key, text, len, exec->end_time);
 		if (entry == NULL)
 		{
 			LWLockRelease(pk_state->lock);

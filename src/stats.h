@@ -94,7 +94,7 @@ extern void pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jsta
 extern void pk_stats_record(const PkStatsKey *key, const char *source,
 							int location, int len, const PkExecution *exec);
 extern PkStatsEntry *pk_stats_insert_locked(const PkStatsKey *key, const char *query,
-											int query_len);
+											int query_len, TimestampTz first_seen);
 extern void pk_stats_reset(void);
 
 /* statsfile.c */

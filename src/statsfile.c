@@ -193,7 +193,8 @@ pk_walk_entries(const char *buf, off_t end, int32 nentries, bool insert)
 		{
 			entry = pk_stats_insert_locked(&key,
 										   buf + pos + sizeof(PkStatsKey) + sizeof(PkCounters) + sizeof(int32),
-										   len);
+										   len,
+										   0 /* the saved counters follow */);
 			if (entry == NULL)
 				break;			/* the table is smaller than it was */
 			memcpy(&entry->counters, buf + pos + sizeof(PkStatsKey), sizeof(PkCounters));
