@@ -6,7 +6,7 @@
 # a temp directory, and run everything there; see test/lib.sh.
 
 EXTENSION   = perfkit
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 MODULE_big  = perfkit
 OBJS = \
 	src/perfkit.o \
@@ -29,7 +29,9 @@ OBJS = \
 	src/redissafe.o \
 	src/redis_worker.o
 
-DATA = sql/perfkit--$(EXTVERSION).sql
+# perfkit--0.1.0.sql is the released base script; each later version adds an upgrade script
+# (never edit a released script). CREATE EXTENSION runs the base script and then the upgrades.
+DATA = sql/perfkit--0.1.0.sql $(wildcard sql/perfkit--*--*.sql)
 PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index advice"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
