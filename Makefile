@@ -27,7 +27,10 @@ OBJS = \
 	src/redisqueue.o \
 	src/rediswrites.o \
 	src/redissafe.o \
-	src/redis_worker.o
+	src/redis_worker.o \
+	src/quals.o \
+	src/whatif.o \
+	src/advisor.o
 
 # perfkit--0.1.0.sql is the released base script; each later version adds an upgrade script
 # (never edit a released script). CREATE EXTENSION runs the base script and then the upgrades.
@@ -37,7 +40,7 @@ PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
 # instance configured by test/regress.conf.  `make installcheck` also works on a running server
 # that preloads perfkit.
-REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds redis
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds redis advisor
 REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = concurrent_updates
 ISOLATION_OPTS = --inputdir=test/isolation

@@ -20,7 +20,9 @@
  *	  (slowlog.c) while their plan state still exists;
  *	- the N+1 detector (nplusone.c) reads each statement's constants at
  *	  parse time, taps the rows of row-returning statements in ExecutorRun
- *	  and follows loops in ExecutorEnd.
+ *	  and follows loops in ExecutorEnd;
+ *	- the index advisor (quals.c) samples statements at ExecutorStart and
+ *	  keeps their predicates at ExecutorEnd.
  * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
  * prepared statement's own executor run is.
  *
@@ -37,6 +39,7 @@
 #include "parser/analyze.h"
 #include "tcop/utility.h"
 
+#include "advisor.h"
 #include "nplusone.h"
 #include "rediscache.h"
 #include "slowlog.h"
@@ -92,6 +95,8 @@ pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	if (pk_slow_analyze && pk_slow_threshold >= 0 && pk_active() &&
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
 		queryDesc->instrument_options |= INSTRUMENT_TIMER | INSTRUMENT_ROWS;
+	/* the index advisor counts rows per node in the statements it samples */
+	pk_advisor_executor_start(queryDesc, eflags, pk_nesting_level);
 
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
@@ -208,6 +213,7 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 	}
 
 	pk_redis_executor_end(queryDesc);
+	pk_advisor_executor_end(queryDesc, pk_nesting_level);
 
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);

@@ -23,6 +23,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "advisor.h"
 #include "indexbuild.h"
 #include "nplusone.h"
 #include "rediscache.h"
@@ -147,6 +148,7 @@ pk_define_settings(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	pk_indexbuild_define_settings();
 	pk_redis_define_settings();
+	pk_advisor_define_settings();
 	MarkGUCPrefixReserved("perfkit");
 }
 
@@ -162,8 +164,9 @@ pk_shmem_request(void)
 	RequestAddinShmemSpace(pk_indexbuild_shmem_size());
 	RequestAddinShmemSpace(pk_nplus_shmem_size());
 	RequestAddinShmemSpace(pk_redis_shmem_size());
-	/* [0] statistics table, [1] slow-query ring, [2] N+1 patterns */
-	RequestNamedLWLockTranche("perfkit", 3);
+	RequestAddinShmemSpace(pk_advisor_shmem_size());
+	/* [0] statistics table, [1] slow-query ring, [2] N+1 patterns, [3] index advisor */
+	RequestNamedLWLockTranche("perfkit", 4);
 }
 
 /* Attach shared memory; in the postmaster, load saved stats and arrange saving */
@@ -181,6 +184,7 @@ pk_shmem_startup(void)
 	pk_nplus_shmem_init();
 	pk_redis_shmem_init();
 	pk_indexbuild_shmem_init();
+	pk_advisor_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	if (!IsUnderPostmaster)
@@ -213,6 +217,7 @@ _PG_init(void)
 	shmem_startup_hook = pk_shmem_startup;
 
 	pk_install_executor_hooks();
+	pk_whatif_install_hook();
 	pk_redis_init();
 	pk_indexbuild_register_workers();
 }

@@ -100,8 +100,10 @@ static char *
 pk_format_plan(QueryDesc *queryDesc)
 {
 	ExplainState *es = NewExplainState();
+	/* row counts the index advisor asked for in a sampled statement are not shown */
 	bool		analyzed = queryDesc->planstate != NULL &&
-		queryDesc->planstate->instrument != NULL;
+		queryDesc->planstate->instrument != NULL &&
+		(pk_slow_analyze || (queryDesc->instrument_options & INSTRUMENT_TIMER) != 0);
 
 	es->format = EXPLAIN_FORMAT_TEXT;
 	es->costs = true;
