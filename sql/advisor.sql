@@ -36,6 +36,7 @@ SELECT count(*) FROM adv_orders WHERE customer_id = 43;
 SELECT count(*) FROM adv_events WHERE tenant_id = 3 AND ts BETWEEN 1000 AND 1100;
 SELECT count(*) FROM adv_events WHERE tenant_id = 4 AND ts BETWEEN 2000 AND 2100;
 SELECT id FROM adv_events WHERE tenant_id = 5 ORDER BY created DESC LIMIT 3;
+SELECT id FROM adv_events WHERE tenant_id = 6 ORDER BY created DESC LIMIT 3;
 -- decoys: half the table, a tiny table, a query served by the primary key
 SELECT count(*) FROM adv_orders WHERE status = 'open';
 SELECT count(*) FROM adv_tiny WHERE code = 3;

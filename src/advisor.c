@@ -30,7 +30,13 @@
  *	   when one of its prefixes alone gets 90% of its benefit; then choose
  *	   greedily by score (benefit, reduced by up to half for tables that
  *	   are mostly written), each new index having to beat what the indexes
- *	   already chosen give the statements it helps.
+ *	   already chosen give the statements it helps.  Each statement is then
+ *	   credited to the chosen index that serves it best, and a
+ *	   recommendation's figures (queryids, calls, costs) cover those.
+ *
+ * Memory: everything lives in a context of the calling function; parse
+ * trees and plans of one statement go into a scratch context reset after
+ * it, so a computation over thousands of statements stays small.
  *
  * Visibility: statements of other roles are used only for viewers with
  * pg_read_all_stats (or the privileges of that role), as for query texts.
@@ -130,7 +136,8 @@ typedef struct PkAdvTrial
 } PkAdvTrial;
 
 /* A candidate index */
-typedef struct PkAdvCand
+typedef struct PkAdvCand PkAdvCand;
+struct PkAdvCand
 {
 	PkHypoIndex hypo;
 	List	   *trials;			/* PkAdvTrial * */
@@ -141,7 +148,8 @@ typedef struct PkAdvCand
 	double		write_ratio;
 	double		score;
 	bool		dropped;
-} PkAdvCand;
+	PkAdvCand **owner;			/* per statement: the chosen index serving it best */
+};
 
 /* Raise the usual error when perfkit is not preloaded */
 static void
@@ -202,6 +210,36 @@ pk_adv_table_ok(Oid relid)
 	return ok;
 }
 
+/* GetDefaultOpClass() scans pg_opclass: remember its answers for one computation */
+typedef struct PkOpclassMemo
+{
+	Oid			typid;
+	Oid			amoid;
+	Oid			opclass;
+} PkOpclassMemo;
+static List *pk_adv_opclass_memo = NIL;
+
+/* The default operator class of a type for an access method, memoized */
+static Oid
+pk_adv_default_opclass(Oid typid, Oid amoid)
+{
+	ListCell   *lc;
+	PkOpclassMemo *m;
+
+	foreach(lc, pk_adv_opclass_memo)
+	{
+		m = (PkOpclassMemo *) lfirst(lc);
+		if (m->typid == typid && m->amoid == amoid)
+			return m->opclass;
+	}
+	m = palloc(sizeof(PkOpclassMemo));
+	m->typid = typid;
+	m->amoid = amoid;
+	m->opclass = GetDefaultOpClass(typid, amoid);
+	pk_adv_opclass_memo = lappend(pk_adv_opclass_memo, m);
+	return m->opclass;
+}
+
 /* Classify one predicate through the catalog */
 static void
 pk_adv_classify(PkAdvQual *aq)
@@ -215,7 +253,7 @@ pk_adv_classify(PkAdvQual *aq)
 	aq->amoid = BTREE_AM_OID;
 	if (!OidIsValid(typid) || !pk_adv_table_ok(aq->q.relid))
 		return;
-	btclass = GetDefaultOpClass(typid, BTREE_AM_OID);
+	btclass = pk_adv_default_opclass(typid, BTREE_AM_OID);
 	aq->opclass = btclass;
 
 	if (aq->q.kind == PK_QUAL_SORT)
@@ -250,7 +288,7 @@ pk_adv_classify(PkAdvQual *aq)
 		return;
 	for (i = 0; i < lengthof(other_ams); i++)
 	{
-		Oid			opclass = GetDefaultOpClass(typid, other_ams[i]);
+		Oid			opclass = pk_adv_default_opclass(typid, other_ams[i]);
 
 		if (OidIsValid(opclass) && op_in_opfamily(aq->q.opno, get_opclass_family(opclass)))
 		{
@@ -596,11 +634,12 @@ pk_adv_params(const PkAdvEntry *e)
 	return params;
 }
 
-/* Plan one statement without and with each candidate it may use; records trials */
+/* Plan one statement without and with each candidate it may use; records trials in keep */
 static void
 pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const char *sql,
-					 ParamListInfo params)
+					 ParamListInfo params, MemoryContext keep)
 {
+	MemoryContext old;
 	PlannedStmt *base = pk_whatif_plan(query, sql, params, NULL);
 	ListCell   *lc;
 
@@ -614,17 +653,19 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
 		if (c->dropped || !pk_adv_may_help(s, &c->hypo))
 			continue;
 		p = pk_whatif_plan(query, sql, params, &c->hypo);
+		old = MemoryContextSwitchTo(keep);
 		t = palloc(sizeof(PkAdvTrial));
 		t->stmt = sidx;
 		t->cost = p->planTree->total_cost;
 		t->used = pk_whatif_uses_index(p, c->hypo.fake_oid);
 		c->trials = lappend(c->trials, t);
+		MemoryContextSwitchTo(old);
 	}
 }
 
 /* Replay a collected statement as its role, in a subtransaction; false if it failed */
 static bool
-pk_adv_replay(PkAdvStmt *s, int sidx, List *cands)
+pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep)
 {
 	const PkAdvEntry *e = s->entry;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -654,7 +695,7 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands)
 							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		query = pk_adv_analyze(sql, (Oid *) e->paramtypes, Max(e->nparams, 0));
 		params = pk_adv_params(e);
-		pk_adv_try_statement(s, sidx, cands, query, sql, params);
+		pk_adv_try_statement(s, sidx, cands, query, sql, params, keep);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		AtEOXact_GUC(true, nestlevel);
 		ReleaseCurrentSubTransaction();
@@ -688,9 +729,22 @@ pk_adv_write_ratio(Oid relid)
 	return writes / (writes + reads);
 }
 
-/* Figures of a candidate over the statements it helps beyond best[] (best NULL: base costs) */
+/*
+ * True when trial t counts for candidate c: the planner used the index and
+ * the plan got cheaper than bar (the base cost, or what other indexes give);
+ * with owner[] set, only for the statements c serves best.
+ */
+static bool
+pk_adv_helps(const PkAdvCand *c, const PkAdvTrial *t, const PkAdvStmt *stmts, double bar,
+			 PkAdvCand *const *owner)
+{
+	return t->used && stmts[t->stmt].base_cost > 0 && t->cost < bar * 0.99 &&
+		(owner == NULL || owner[t->stmt] == c);
+}
+
+/* Figures of a candidate over the statements it helps beyond best[] (NULL: base costs) */
 static void
-pk_adv_measure(PkAdvCand *c, PkAdvStmt *stmts, const double *best)
+pk_adv_measure(PkAdvCand *c, PkAdvStmt *stmts, const double *best, PkAdvCand *const *owner)
 {
 	ListCell   *lc;
 
@@ -701,7 +755,7 @@ pk_adv_measure(PkAdvCand *c, PkAdvStmt *stmts, const double *best)
 		PkAdvStmt  *s = &stmts[t->stmt];
 		double		bar = best ? best[t->stmt] : s->base_cost;
 
-		if (!t->used || s->base_cost <= 0 || t->cost >= bar * 0.99)
+		if (!pk_adv_helps(c, t, stmts, bar, owner))
 			continue;
 		c->benefit += s->calls * (bar - t->cost);
 		c->before += s->calls * s->base_cost;
@@ -740,7 +794,11 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 {
 	List	   *cands = NIL;
 	List	   *chosen = NIL;
+	List	   *result = NIL;
 	PkAdvCand **order;
+	PkAdvCand **owner;
+	MemoryContext scratch;
+	MemoryContext old;
 	double	   *best;
 	ListCell   *lc;
 	int			i,
@@ -767,6 +825,8 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 	}
 
 	/* 3. what-if planning */
+	scratch = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor plans",
+									ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < nstmts; i++)
 	{
 		PkAdvStmt  *s = &stmts[i];
@@ -785,12 +845,18 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 		}
 		if (!any)
 			continue;
+		/* parse trees and plans go away after each statement; only the trials stay */
+		old = MemoryContextSwitchTo(scratch);
 		if (s->query != NULL)
-			pk_adv_try_statement(s, i, cands, s->query, s->text, NULL);
+			pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, old);
 		else
-			(void) pk_adv_replay(s, i, cands);
+			(void) pk_adv_replay(s, i, cands, old);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(scratch);
 		CHECK_FOR_INTERRUPTS();
 	}
+
+	MemoryContextDelete(scratch);
 
 	/* 4. figures, threshold, prefixes */
 	n = 0;
@@ -801,7 +867,7 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 
 		if (c->dropped)
 			continue;
-		pk_adv_measure(c, stmts, NULL);
+		pk_adv_measure(c, stmts, NULL, NULL);
 		if (c->benefit <= 0 || c->improvement < min_improvement)
 			continue;
 		c->write_ratio = pk_adv_write_ratio(c->hypo.relid);
@@ -829,7 +895,7 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 
 		if (c->dropped)
 			continue;
-		pk_adv_measure(&extra, stmts, best);
+		pk_adv_measure(&extra, stmts, best, NULL);
 		if (extra.benefit < 0.1 * c->benefit)
 			continue;
 		foreach(lc, c->trials)
@@ -841,7 +907,34 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 		}
 		chosen = lappend(chosen, c);
 	}
-	return chosen;
+
+	/* credit each statement to the chosen index that serves it best; report on those */
+	owner = palloc0(sizeof(PkAdvCand *) * Max(nstmts, 1));
+	foreach(lc, chosen)
+	{
+		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
+		ListCell   *t;
+
+		foreach(t, c->trials)
+		{
+			PkAdvTrial *tr = (PkAdvTrial *) lfirst(t);
+
+			if (pk_adv_helps(c, tr, stmts, stmts[tr->stmt].base_cost, NULL) &&
+				tr->cost <= best[tr->stmt])
+				owner[tr->stmt] = c;
+		}
+	}
+	foreach(lc, chosen)
+	{
+		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
+
+		pk_adv_measure(c, stmts, NULL, owner);
+		c->owner = owner;
+		c->score = c->benefit * (1.0 - 0.5 * c->write_ratio);
+		if (c->benefit > 0 && c->improvement >= min_improvement)
+			result = lappend(result, c);
+	}
+	return result;
 }
 
 /* "CREATE INDEX CONCURRENTLY ON schema.table USING method (col [DESC] [NULLS ...], ...)" */
@@ -898,7 +991,7 @@ pk_adv_emit(ReturnSetInfo *rsinfo, List *chosen, PkAdvStmt *stmts, bool full)
 			PkAdvTrial *tr = (PkAdvTrial *) lfirst(t);
 			PkAdvStmt  *s = &stmts[tr->stmt];
 
-			if (!tr->used || s->base_cost <= 0 || tr->cost >= s->base_cost * 0.99)
+			if (!pk_adv_helps(c, tr, stmts, s->base_cost, c->owner))
 				continue;
 			qids[nq++] = Int64GetDatum((int64) s->queryid);
 			calls += s->calls;
@@ -981,6 +1074,7 @@ perfkit_index_recommendations(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(work);
+	pk_adv_opclass_memo = NIL;	/* allocated in work */
 	entries = pk_advisor_snapshot(MyDatabaseId, &count);
 	stmts = palloc0(sizeof(PkAdvStmt) * Max(count, 1));
 	for (i = 0; i < count; i++)
@@ -1030,6 +1124,7 @@ perfkit_recommend_indexes(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(work);
+	pk_adv_opclass_memo = NIL;	/* allocated in work */
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.text = sql;
 	stmt.calls = 1;

@@ -178,6 +178,16 @@ demo_psql -P footer=off -c 'SELECT * FROM perfkit.info;'
 pk_say "perfkit.report()"
 demo_psql -At -c 'SELECT perfkit.report();'
 
+pk_say "index advisor: build the recommended indexes (perfkit.create_recommended_indexes)"
+demo_psql -P footer=off <<'SQL'
+SELECT definition, round(improvement_pct) AS improvement_pct, calls,
+       pg_size_pretty(est_size_bytes) AS est_size
+FROM perfkit.index_recommendations;
+SELECT * FROM perfkit.create_recommended_indexes();
+CALL perfkit.wait_for_index_builds('5 minutes');
+SELECT id, status, definition FROM perfkit.index_builds ORDER BY id;
+SQL
+
 pk_say "stopping the server"
 pk_as_cluster_user pg_ctl -D "$DATA" -w -s -m fast stop
 pk_teardown

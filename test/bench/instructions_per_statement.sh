@@ -11,7 +11,8 @@
 # "prepared" (EXECUTE of a prepared statement).  Reported: instructions per statement and the
 # ratio to vanilla.
 #
-# Environment: BENCH_CONFIGS (default "vanilla pgss perfkit perfkit_nplusoff"), N1 (500), N2 (2500).
+# Environment: BENCH_CONFIGS (default "vanilla pgss perfkit perfkit_nplusoff"; also perfkit_noadvisor,
+# perfkit_analyze), N1 (500), N2 (2500).
 
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib.sh
@@ -23,6 +24,7 @@ declare -A IPS_CONF=(
 	[pgss]="-c shared_preload_libraries=pg_stat_statements"
 	[perfkit]="-c shared_preload_libraries=perfkit"
 	[perfkit_nplusoff]="-c shared_preload_libraries=perfkit -c perfkit.nplusone=off"
+	[perfkit_noadvisor]="-c shared_preload_libraries=perfkit -c perfkit.advisor_sample_rate=0"
 	[perfkit_analyze]="-c shared_preload_libraries=perfkit -c perfkit.slow_analyze=on"
 )
 read -r -a CONFIGS <<<"${BENCH_CONFIGS:-vanilla pgss perfkit perfkit_nplusoff}"
