@@ -89,6 +89,8 @@ BEGIN
         RAISE EXCEPTION 'dry_run must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- the loop below is perfkit's own, not an N+1 loop of the user's
+    PERFORM perfkit._nplusone_quiet();
     FOR rec IN
         SELECT r.relation, r.definition
         FROM perfkit._index_recommendations(min_improvement) AS r
