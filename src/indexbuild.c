@@ -81,6 +81,7 @@
 #include "access/amapi.h"
 #include "access/htup_details.h"
 #include "access/reloptions.h"
+#include "access/sysattr.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
@@ -90,6 +91,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_tablespace_d.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -98,6 +100,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -143,6 +146,9 @@ PG_FUNCTION_INFO_V1(perfkit_wait_for_index_builds);
 
 /* Poll interval of perfkit.wait_for_index_builds(), ms */
 #define PK_IB_WAIT_POLL_MS	200
+
+/* Longest timeout of perfkit.wait_for_index_builds() with a deadline (100 years), ms */
+#define PK_IB_WAIT_MAX_MS	(100.0 * 366 * 86400 * 1000)
 
 /* Settings */
 int			pk_ib_lock_timeout = 300000;
@@ -490,6 +496,11 @@ pk_ib_text_array(ArrayType *arr, const char *what)
 
 	if (ARR_ELEMTYPE(arr) != TEXTOID)
 		elog(ERROR, "%s must be a text array", what);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what),
+				 errhint("Pass the names in order, e.g. ARRAY['customer_id', 'created_at'].")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
@@ -503,6 +514,23 @@ pk_ib_text_array(ArrayType *arr, const char *what)
 }
 
 /*
+ * Reject a name given as a text argument (column, access method) that no
+ * object can have because it is too long; the message shows its start only.
+ */
+static void
+pk_ib_check_name_length(const char *what, const char *name)
+{
+	int			len = strlen(name);
+
+	if (len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s \"%.*s...\" is too long", what,
+						pg_mbcliplen(name, len, NAMEDATALEN - 1), name),
+				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+}
+
+/*
  * Reject index names that are empty, too long, or contain characters no
  * sensible index name has: double quotes, semicolons, control characters.
  */
@@ -513,11 +541,7 @@ pk_ib_check_index_name(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("index name must not be empty")));
-	if (strlen(name) >= NAMEDATALEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("index name \"%s\" is too long", name),
-				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+	pk_ib_check_name_length("index name", name);
 	for (const char *p = name; *p; p++)
 	{
 		unsigned char c = (unsigned char) *p;
@@ -584,7 +608,7 @@ pk_ib_check_table(Oid relid, bool creating)
 	ReleaseSysCache(tup);
 }
 
-/* A named tablespace must exist and allow the caller to create in it */
+/* A named tablespace must exist, allow the caller to create in it and not be pg_global */
 static void
 pk_ib_check_tablespace(const char *spcname)
 {
@@ -599,6 +623,11 @@ pk_ib_check_tablespace(const char *spcname)
 	aclresult = pk_ib_tablespace_aclcheck(spc, GetUserId(), ACL_CREATE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLESPACE, spcname);
+	/* as in DefineIndex: only shared catalogs live there */
+	if (spc == GLOBALTABLESPACE_OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("only shared relations can be placed in pg_global tablespace")));
 }
 
 /* Attribute number, type and collation of a column; errors for unknown and system columns */
@@ -673,6 +702,29 @@ pk_ib_rel_owner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * Refuse system columns as key or INCLUDE columns and inside expressions
+ * or the predicate, as DefineIndex does ("CREATE INDEX ... ((ctid))" must
+ * fail at request time, not later in the background).
+ */
+static void
+pk_ib_check_system_columns(const PkIbShape *shape)
+{
+	Bitmapset  *attrs = NULL;
+	bool		found = false;
+
+	for (int i = 0; i < shape->natts; i++)
+		found = found || shape->attnums[i] < 0;
+	pull_varattnos((Node *) shape->exprs, 1, &attrs);
+	pull_varattnos(shape->predicate, 1, &attrs);
+	for (int i = FirstLowInvalidHeapAttributeNumber + 1; i < 0; i++)
+		found = found || bms_is_member(i - FirstLowInvalidHeapAttributeNumber, attrs);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("index creation on system columns is not supported")));
 }
 
 /*
@@ -826,6 +878,8 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 		/* pg_index.indpred holds the implicit-AND list made explicit again */
 		shape->predicate = (Node *) make_ands_explicit(make_ands_implicit((Expr *) t->whereClause));
 	}
+
+	pk_ib_check_system_columns(shape);
 
 	if (t->options != NIL)
 	{
@@ -1198,12 +1252,18 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 				 errmsg("columns must name at least one column"),
 				 errhint("For an index on expressions, pass a CREATE INDEX statement instead.")));
 	foreach(lc, columns)
+	{
+		pk_ib_check_name_length("column name", lfirst(lc));
 		(void) pk_ib_column(relid, lfirst(lc), &atttype, &attcoll);
+	}
 	if (!PG_ARGISNULL(5))
 	{
 		include = pk_ib_text_array(PG_GETARG_ARRAYTYPE_P(5), "include");
 		foreach(lc, include)
+		{
+			pk_ib_check_name_length("column name", lfirst(lc));
 			(void) pk_ib_column(relid, lfirst(lc), &atttype, &attcoll);
+		}
 	}
 	if (!PG_ARGISNULL(2))
 	{
@@ -1211,6 +1271,7 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 		pk_ib_check_index_name(name);
 	}
 	method = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	pk_ib_check_name_length("access method name", method);
 	if (!OidIsValid(get_index_am_oid(method, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1458,6 +1519,7 @@ perfkit_wait_for_index_builds(PG_FUNCTION_ARGS)
 	CallContext *callctx = (fcinfo->context && IsA(fcinfo->context, CallContext)) ?
 		(CallContext *) fcinfo->context : NULL;
 	Interval   *timeout;
+	double		timeout_total_ms;
 	int64		timeout_ms;
 	TimestampTz deadline;
 	bool		finished = false;
@@ -1482,13 +1544,22 @@ perfkit_wait_for_index_builds(PG_FUNCTION_ARGS)
 	}
 	pk_ib_not_null(fcinfo, 0, "timeout", "Pass an interval such as '10 minutes'.");
 	timeout = PG_GETARG_INTERVAL_P(0);
-	timeout_ms = (timeout->time +
-				  ((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
-	if (timeout_ms < 0)
+	/* in floating point: months and days of a huge interval overflow int64 microseconds */
+	timeout_total_ms = (double) timeout->time / 1000.0 +
+		((double) timeout->day + (double) timeout->month * DAYS_PER_MONTH) *
+		(double) (USECS_PER_DAY / 1000);
+	if (timeout_total_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	/* beyond about 100 years, wait without a deadline */
+	if (timeout_total_ms > PK_IB_WAIT_MAX_MS)
+		deadline = DT_NOEND;
+	else
+	{
+		timeout_ms = (int64) timeout_total_ms;
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
