@@ -514,15 +514,21 @@ pk_ib_text_array(ArrayType *arr, const char *what)
 }
 
 /*
- * Reject a name given as a text argument (column, access method) that no
- * object can have because it is too long; the message shows its start only.
+ * Reject a name given as a text argument (index, column, access method)
+ * that no object can have because it is too long; a very long one shows in
+ * the message by its start only.
  */
 static void
 pk_ib_check_name_length(const char *what, const char *name)
 {
 	int			len = strlen(name);
 
-	if (len >= NAMEDATALEN)
+	if (len >= NAMEDATALEN && len <= 4 * NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s \"%s\" is too long", what, name),
+				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+	if (len > 4 * NAMEDATALEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("%s \"%.*s...\" is too long", what,
@@ -588,12 +594,15 @@ pk_ib_check_table(Oid relid, bool creating)
 	if (cls->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot build an index on temporary table \"%s\" in the background", relname),
-				 errhint("A temporary table is private to its session: use CREATE INDEX directly.")));
+				 errmsg("cannot %s an index on temporary table \"%s\" in the background",
+						creating ? "build" : "drop", relname),
+				 errhint("A temporary table is private to its session: use %s directly.",
+						 creating ? "CREATE INDEX" : "DROP INDEX")));
 	if (IsCatalogRelationOid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot build an index on system catalog \"%s\" in the background", relname)));
+				 errmsg("cannot %s an index on system catalog \"%s\" in the background",
+						creating ? "build" : "drop", relname)));
 	if (!pk_ib_ownercheck(relid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
