@@ -561,6 +561,42 @@ pk_ib_check_index_name(const char *name)
 	}
 }
 
+/* The error for a caller who does not own the table */
+static void
+pk_ib_not_owner(const char *relname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of table \"%s\"", relname),
+			 errhint("Only the owner of a table can create or drop its indexes; run the migration as the owning role.")));
+}
+
+/*
+ * Refuse a table the caller does not own before locking it, as CREATE INDEX
+ * does: a role must not queue for locks on other roles' tables (behind an
+ * ALTER TABLE, say) just to be told it may not use them.  Called with the
+ * relation's OID (valid, not yet locked) or InvalidOid.
+ */
+static void
+pk_ib_owner_before_lock(Oid relid)
+{
+	char	   *relname;
+
+	if (!OidIsValid(relid) || pk_ib_ownercheck(relid, GetUserId()))
+		return;
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		return;					/* dropped meanwhile: the caller finds out */
+	pk_ib_not_owner(relname);
+}
+
+/* RangeVarGetRelidExtended callback: pk_ib_owner_before_lock() */
+static void
+pk_ib_rangevar_owner(const RangeVar *relation, Oid relId, Oid oldRelId, void *arg)
+{
+	pk_ib_owner_before_lock(relId);
+}
+
 /*
  * Check that the caller may build (creating) or drop an index on relid in
  * the background: an existing, permanent, non-catalog table or materialized
@@ -604,10 +640,7 @@ pk_ib_check_table(Oid relid, bool creating)
 				 errmsg("cannot %s an index on system catalog \"%s\" in the background",
 						creating ? "build" : "drop", relname)));
 	if (!pk_ib_ownercheck(relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table \"%s\"", relname),
-				 errhint("Only the owner of a table can create or drop its indexes; run the migration as the owning role.")));
+		pk_ib_not_owner(relname);
 	if (creating)
 	{
 		aclresult = pk_ib_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
@@ -1152,7 +1185,8 @@ pk_ib_request_create(const char *definition)
 				 errhint("Pass CREATE [UNIQUE] INDEX name ON table (...); to drop an index use perfkit.drop_index_concurrently().")));
 	stmt = (IndexStmt *) parsed;
 
-	relid = RangeVarGetRelidExtended(stmt->relation, AccessShareLock, 0, NULL, NULL);
+	relid = RangeVarGetRelidExtended(stmt->relation, AccessShareLock, 0,
+									 pk_ib_rangevar_owner, NULL);
 	pk_ib_check_table(relid, true);
 	name = stmt->idxname ? stmt->idxname : pk_ib_choose_name(relid, stmt);
 	pk_ib_check_index_name(name);
@@ -1244,6 +1278,8 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 	pk_ib_require_standard_strings();
 
 	relid = PG_GETARG_OID(0);
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		pk_ib_owner_before_lock(relid);
 	LockRelationOid(relid, AccessShareLock);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 	{
@@ -1352,6 +1388,7 @@ perfkit_drop_index_concurrently(PG_FUNCTION_ARGS)
 				 errhint("perfkit.drop_index_concurrently() drops indexes only.")));
 
 	relid = IndexGetRelation(indexoid, false);
+	pk_ib_owner_before_lock(relid);
 	LockRelationOid(relid, AccessShareLock);
 	pk_ib_check_table(relid, false);
 	constraint = get_index_constraint(indexoid);

@@ -260,6 +260,19 @@ for my $call (
 	my (undef, $e) = as_role('bob', $call);
 	like($e, qr/ERROR:  must be owner of table "a_items"/, "bob refused: $call");
 }
+# ... and refused before any lock is taken: no queueing behind a lock on someone else's table.
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK a_items IN ACCESS EXCLUSIVE MODE');
+for my $call (
+	q{SELECT perfkit.create_index_concurrently('CREATE INDEX bob_on_alice ON a_items (note)')},
+	q{SELECT perfkit.create_index_concurrently('a_items', ARRAY['note'])},
+	q{SELECT perfkit.drop_index_concurrently('a_items_pkey')})
+{
+	my (undef, $e) = as_role('bob', "SET lock_timeout = '3s'; $call");
+	like($e, qr/ERROR:  must be owner of table "a_items"/, "bob refused at once while the table is locked: $call");
+}
+$locker->query_safe('COMMIT');
+$locker->quit;
 my (undef, $e) = as_role('dave', q{SELECT perfkit.create_index_concurrently('a_items', ARRAY['note'])});
 like($e, qr/ERROR:  must be owner of table "a_items"/, 'pg_read_all_stats gives no right to build');
 
