@@ -81,6 +81,7 @@
 #include "access/amapi.h"
 #include "access/htup_details.h"
 #include "access/reloptions.h"
+#include "access/sysattr.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
@@ -90,6 +91,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_tablespace_d.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -98,6 +100,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -143,6 +146,9 @@ PG_FUNCTION_INFO_V1(perfkit_wait_for_index_builds);
 
 /* Poll interval of perfkit.wait_for_index_builds(), ms */
 #define PK_IB_WAIT_POLL_MS	200
+
+/* Longest timeout of perfkit.wait_for_index_builds() with a deadline (100 years), ms */
+#define PK_IB_WAIT_MAX_MS	(100.0 * 366 * 86400 * 1000)
 
 /* Settings */
 int			pk_ib_lock_timeout = 300000;
@@ -490,6 +496,11 @@ pk_ib_text_array(ArrayType *arr, const char *what)
 
 	if (ARR_ELEMTYPE(arr) != TEXTOID)
 		elog(ERROR, "%s must be a text array", what);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what),
+				 errhint("Pass the names in order, e.g. ARRAY['customer_id', 'created_at'].")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
@@ -503,6 +514,29 @@ pk_ib_text_array(ArrayType *arr, const char *what)
 }
 
 /*
+ * Reject a name given as a text argument (index, column, access method)
+ * that no object can have because it is too long; a very long one shows in
+ * the message by its start only.
+ */
+static void
+pk_ib_check_name_length(const char *what, const char *name)
+{
+	int			len = strlen(name);
+
+	if (len >= NAMEDATALEN && len <= 4 * NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s \"%s\" is too long", what, name),
+				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+	if (len > 4 * NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s \"%.*s...\" is too long", what,
+						pg_mbcliplen(name, len, NAMEDATALEN - 1), name),
+				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+}
+
+/*
  * Reject index names that are empty, too long, or contain characters no
  * sensible index name has: double quotes, semicolons, control characters.
  */
@@ -513,11 +547,7 @@ pk_ib_check_index_name(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("index name must not be empty")));
-	if (strlen(name) >= NAMEDATALEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("index name \"%s\" is too long", name),
-				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1)));
+	pk_ib_check_name_length("index name", name);
 	for (const char *p = name; *p; p++)
 	{
 		unsigned char c = (unsigned char) *p;
@@ -529,6 +559,42 @@ pk_ib_check_index_name(const char *name)
 					 errdetail("Index names given to perfkit must not contain double quotes, semicolons or control characters."),
 					 errhint("Use a plain name such as orders_customer_id_idx.")));
 	}
+}
+
+/* The error for a caller who does not own the table */
+static void
+pk_ib_not_owner(const char *relname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of table \"%s\"", relname),
+			 errhint("Only the owner of a table can create or drop its indexes; run the migration as the owning role.")));
+}
+
+/*
+ * Refuse a table the caller does not own before locking it, as CREATE INDEX
+ * does: a role must not queue for locks on other roles' tables (behind an
+ * ALTER TABLE, say) just to be told it may not use them.  Called with the
+ * relation's OID (valid, not yet locked) or InvalidOid.
+ */
+static void
+pk_ib_owner_before_lock(Oid relid)
+{
+	char	   *relname;
+
+	if (!OidIsValid(relid) || pk_ib_ownercheck(relid, GetUserId()))
+		return;
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		return;					/* dropped meanwhile: the caller finds out */
+	pk_ib_not_owner(relname);
+}
+
+/* RangeVarGetRelidExtended callback: pk_ib_owner_before_lock() */
+static void
+pk_ib_rangevar_owner(const RangeVar *relation, Oid relId, Oid oldRelId, void *arg)
+{
+	pk_ib_owner_before_lock(relId);
 }
 
 /*
@@ -564,17 +630,17 @@ pk_ib_check_table(Oid relid, bool creating)
 	if (cls->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot build an index on temporary table \"%s\" in the background", relname),
-				 errhint("A temporary table is private to its session: use CREATE INDEX directly.")));
+				 errmsg("cannot %s an index on temporary table \"%s\" in the background",
+						creating ? "build" : "drop", relname),
+				 errhint("A temporary table is private to its session: use %s directly.",
+						 creating ? "CREATE INDEX" : "DROP INDEX")));
 	if (IsCatalogRelationOid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot build an index on system catalog \"%s\" in the background", relname)));
+				 errmsg("cannot %s an index on system catalog \"%s\" in the background",
+						creating ? "build" : "drop", relname)));
 	if (!pk_ib_ownercheck(relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table \"%s\"", relname),
-				 errhint("Only the owner of a table can create or drop its indexes; run the migration as the owning role.")));
+		pk_ib_not_owner(relname);
 	if (creating)
 	{
 		aclresult = pk_ib_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
@@ -584,7 +650,7 @@ pk_ib_check_table(Oid relid, bool creating)
 	ReleaseSysCache(tup);
 }
 
-/* A named tablespace must exist and allow the caller to create in it */
+/* A named tablespace must exist, allow the caller to create in it and not be pg_global */
 static void
 pk_ib_check_tablespace(const char *spcname)
 {
@@ -599,6 +665,11 @@ pk_ib_check_tablespace(const char *spcname)
 	aclresult = pk_ib_tablespace_aclcheck(spc, GetUserId(), ACL_CREATE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLESPACE, spcname);
+	/* as in DefineIndex: only shared catalogs live there */
+	if (spc == GLOBALTABLESPACE_OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("only shared relations can be placed in pg_global tablespace")));
 }
 
 /* Attribute number, type and collation of a column; errors for unknown and system columns */
@@ -673,6 +744,29 @@ pk_ib_rel_owner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * Refuse system columns as key or INCLUDE columns and inside expressions
+ * or the predicate, as DefineIndex does ("CREATE INDEX ... ((ctid))" must
+ * fail at request time, not later in the background).
+ */
+static void
+pk_ib_check_system_columns(const PkIbShape *shape)
+{
+	Bitmapset  *attrs = NULL;
+	bool		found = false;
+
+	for (int i = 0; i < shape->natts; i++)
+		found = found || shape->attnums[i] < 0;
+	pull_varattnos((Node *) shape->exprs, 1, &attrs);
+	pull_varattnos(shape->predicate, 1, &attrs);
+	for (int i = FirstLowInvalidHeapAttributeNumber + 1; i < 0; i++)
+		found = found || bms_is_member(i - FirstLowInvalidHeapAttributeNumber, attrs);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("index creation on system columns is not supported")));
 }
 
 /*
@@ -826,6 +920,8 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 		/* pg_index.indpred holds the implicit-AND list made explicit again */
 		shape->predicate = (Node *) make_ands_explicit(make_ands_implicit((Expr *) t->whereClause));
 	}
+
+	pk_ib_check_system_columns(shape);
 
 	if (t->options != NIL)
 	{
@@ -1089,7 +1185,8 @@ pk_ib_request_create(const char *definition)
 				 errhint("Pass CREATE [UNIQUE] INDEX name ON table (...); to drop an index use perfkit.drop_index_concurrently().")));
 	stmt = (IndexStmt *) parsed;
 
-	relid = RangeVarGetRelidExtended(stmt->relation, AccessShareLock, 0, NULL, NULL);
+	relid = RangeVarGetRelidExtended(stmt->relation, AccessShareLock, 0,
+									 pk_ib_rangevar_owner, NULL);
 	pk_ib_check_table(relid, true);
 	name = stmt->idxname ? stmt->idxname : pk_ib_choose_name(relid, stmt);
 	pk_ib_check_index_name(name);
@@ -1181,6 +1278,8 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 	pk_ib_require_standard_strings();
 
 	relid = PG_GETARG_OID(0);
+	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		pk_ib_owner_before_lock(relid);
 	LockRelationOid(relid, AccessShareLock);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 	{
@@ -1198,12 +1297,18 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 				 errmsg("columns must name at least one column"),
 				 errhint("For an index on expressions, pass a CREATE INDEX statement instead.")));
 	foreach(lc, columns)
+	{
+		pk_ib_check_name_length("column name", lfirst(lc));
 		(void) pk_ib_column(relid, lfirst(lc), &atttype, &attcoll);
+	}
 	if (!PG_ARGISNULL(5))
 	{
 		include = pk_ib_text_array(PG_GETARG_ARRAYTYPE_P(5), "include");
 		foreach(lc, include)
+		{
+			pk_ib_check_name_length("column name", lfirst(lc));
 			(void) pk_ib_column(relid, lfirst(lc), &atttype, &attcoll);
+		}
 	}
 	if (!PG_ARGISNULL(2))
 	{
@@ -1211,6 +1316,7 @@ perfkit_create_index_concurrently_columns(PG_FUNCTION_ARGS)
 		pk_ib_check_index_name(name);
 	}
 	method = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	pk_ib_check_name_length("access method name", method);
 	if (!OidIsValid(get_index_am_oid(method, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1282,6 +1388,7 @@ perfkit_drop_index_concurrently(PG_FUNCTION_ARGS)
 				 errhint("perfkit.drop_index_concurrently() drops indexes only.")));
 
 	relid = IndexGetRelation(indexoid, false);
+	pk_ib_owner_before_lock(relid);
 	LockRelationOid(relid, AccessShareLock);
 	pk_ib_check_table(relid, false);
 	constraint = get_index_constraint(indexoid);
@@ -1458,6 +1565,7 @@ perfkit_wait_for_index_builds(PG_FUNCTION_ARGS)
 	CallContext *callctx = (fcinfo->context && IsA(fcinfo->context, CallContext)) ?
 		(CallContext *) fcinfo->context : NULL;
 	Interval   *timeout;
+	double		timeout_total_ms;
 	int64		timeout_ms;
 	TimestampTz deadline;
 	bool		finished = false;
@@ -1482,13 +1590,22 @@ perfkit_wait_for_index_builds(PG_FUNCTION_ARGS)
 	}
 	pk_ib_not_null(fcinfo, 0, "timeout", "Pass an interval such as '10 minutes'.");
 	timeout = PG_GETARG_INTERVAL_P(0);
-	timeout_ms = (timeout->time +
-				  ((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
-	if (timeout_ms < 0)
+	/* in floating point: months and days of a huge interval overflow int64 microseconds */
+	timeout_total_ms = (double) timeout->time / 1000.0 +
+		((double) timeout->day + (double) timeout->month * DAYS_PER_MONTH) *
+		(double) (USECS_PER_DAY / 1000);
+	if (timeout_total_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	/* beyond about 100 years, wait without a deadline */
+	if (timeout_total_ms > PK_IB_WAIT_MAX_MS)
+		deadline = DT_NOEND;
+	else
+	{
+		timeout_ms = (int64) timeout_total_ms;
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
