@@ -12,7 +12,8 @@
 #      the table: the drop does not wait for the builder, no ERROR/FATAL appears in the server log, the
 #      builder exits (none left in pg_stat_activity), the pending build is never run, the server stays
 #      healthy, and CREATE EXTENSION again works.  Also when the builder's lock wait times out after
-#      the drop, and when DROP EXTENSION runs while the builder waits for a lock on its requests table.
+#      the drop, when DROP EXTENSION runs while the builder waits for a lock on its requests table,
+#      and when the extension is created again (ids starting again at 1) while the old build waits.
 use strict;
 use warnings;
 
@@ -321,6 +322,45 @@ is($node->safe_psql('postgres', $builders_sql), '0', 'c3: no builder lingers for
 is(index_valid('orders_c3_idx'), 't', 'c3: the claimed build completed');
 is(index_valid('orders_c3_pending_idx'), '', 'c3: the pending build was never run');
 is(log_problems($offset), '', 'c3: no ERROR/FATAL in the server log');
+
+# c4: DROP and CREATE EXTENSION again while the builder still waits with a build of the dropped
+# table: the new table's ids start again at 1, the id of that old build.  The new requests wait for
+# the old build, cancelling new request 1 does not touch the old build 1, and then the new request 2
+# is built by the same builder; the old pending request is never run.
+$node->safe_psql('postgres', 'CREATE EXTENSION perfkit');
+$holder = hold_and_request('orders_c4_idx', 'orders_c4_pending_idx');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(id || ' ' || index_name || ' ' || status, ', ' ORDER BY id) FROM perfkit.index_builds}),
+	'1 orders_c4_idx running, 2 orders_c4_pending_idx pending', 'c4: old build 1 running');
+$offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+DROP EXTENSION perfkit;
+CREATE EXTENSION perfkit;
+SELECT perfkit.create_index_concurrently('CREATE INDEX orders_c4_new1_idx ON orders (customer, id)');
+SELECT perfkit.create_index_concurrently('CREATE INDEX orders_c4_new2_idx ON orders (total, id)');
+});
+is($node->safe_psql('postgres', 'SELECT perfkit.cancel_index_build(1)'), 't', 'c4: new request 1 cancelled');
+usleep(300_000);
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(id || ' ' || status || ' ' || coalesce(phase, '-'), ', ' ORDER BY id) FROM perfkit.index_builds}),
+	'1 cancelled -, 2 pending -', 'c4: the new table shows only its own requests, none running');
+is( $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'perfkit index builder' AND wait_event_type = 'Lock'}),
+	'1', 'c4: the old build still waits (the cancel of new id 1 did not reach it)');
+$holder->query_safe('COMMIT');
+$holder->quit;
+is($node->safe_psql('postgres', q{CALL perfkit.wait_for_index_builds('3 minutes')}), 't',
+	'c4: the new requests finished');
+ok($node->poll_query_until('postgres', $builders_sql, '0'), 'c4: the builder exited');
+is(index_valid('orders_c4_idx'), 't', 'c4: the old claimed build completed');
+is(index_valid('orders_c4_pending_idx'), '', 'c4: the old pending build was never run');
+is(index_valid('orders_c4_new1_idx'), '', 'c4: the cancelled new request was not built');
+is( $node->safe_psql('postgres',
+		q{SELECT status || ' ' || attempts || ' ' || coalesce(error, '-') FROM perfkit.index_builds WHERE id = 2}),
+	'succeeded 1 -', 'c4: the new request 2 succeeded at its first attempt');
+is(index_valid('orders_c4_new2_idx'), 't', 'c4: its index is valid');
+is(log_problems($offset), '', 'c4: no ERROR/FATAL in the server log');
+$node->safe_psql('postgres', 'DROP EXTENSION perfkit');
 
 # Healthy, and perfkit can be installed again and builds.
 $offset = -s $node->logfile;
