@@ -113,7 +113,8 @@ BEGIN
 END
 $create$;
 
--- perfkit.report() gains the index recommendations section.
+-- perfkit.report() gains the index recommendations section, and without the library preloaded
+-- fails with the preload error instead of "unrecognized configuration parameter".
 CREATE OR REPLACE FUNCTION perfkit.report(top integer DEFAULT 10, slow integer DEFAULT 5)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -129,15 +130,16 @@ DECLARE
     bins bigint[];
     peak bigint;
     sketch text;
-    threshold text := current_setting('perfkit.slow_threshold');
+    threshold text;
 BEGIN
     IF top IS NULL OR top < 0 OR slow IS NULL OR slow < 0 THEN
         RAISE EXCEPTION 'report sizes must be non-negative integers'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Call perfkit.report() or perfkit.report(top => 10, slow => 5).';
     END IF;
-    -- the loops below are perfkit's own, not the user's N+1 loops
+    -- the loops below are perfkit's own, not the user's N+1 loops (and this checks the preload)
     PERFORM perfkit._nplusone_quiet();
+    threshold := current_setting('perfkit.slow_threshold');
     SELECT * INTO info FROM perfkit.info;
 
     out := format(E'perfkit report  %s\nstatistics since %s; %s statements tracked (max %s), %s evicted\n',

@@ -52,7 +52,10 @@ push @probes,
   q{SELECT perfkit.create_index_concurrently('t', ARRAY['x'])},
   'SELECT perfkit.cancel_index_build(1)',
   q{CALL perfkit.wait_for_index_builds('1 second')},
-  q{SELECT perfkit.redis_key('SELECT 1')};
+  q{SELECT perfkit.redis_key('SELECT 1')},
+  q{SELECT * FROM perfkit.recommend_indexes('SELECT 1')},
+  'SELECT * FROM perfkit.create_recommended_indexes(dry_run => true)',
+  'SELECT perfkit.reset_index_advisor()';
 for my $sql (@probes)
 {
 	my ($ret, $out, $err) = $plain->psql('postgres', $sql);
@@ -61,10 +64,6 @@ for my $sql (@probes)
 		pass("not preloaded: $sql works");
 		next;
 	}
-	# report() (PL/pgSQL, in the frozen 0.1.0 script) reads perfkit.slow_threshold before it calls
-	# into the library, so it fails with 'unrecognized configuration parameter' instead.
-	local $TODO = 'report() reads a perfkit setting before the library checks the preload'
-	  if $sql =~ /report\(/;
 	like($err,
 		qr/\A(?:psql:\S+ )?ERROR:  perfkit must be loaded via "shared_preload_libraries"\nHINT:  .*shared_preload_libraries.*\n?\z/,
 		"not preloaded: $sql fails with the preload error and hint");
