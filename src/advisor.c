@@ -19,8 +19,8 @@
  *	   alone; every proper prefix of a multi-column candidate too.
  *	   A candidate that is a prefix of an existing valid index of the same
  *	   method is dropped.
- *	3. Plan every statement a candidate could serve (a predicate on its
- *	   leading column) without it and with it (whatif.c), each statement in
+ *	3. Plan every statement a candidate could serve (predicates on all its
+ *	   columns) without it and with it (whatif.c), each statement in
  *	   a subtransaction, as the role that ran it, under its search_path,
  *	   in a security-restricted context; a statement that no longer plans
  *	   (dropped table, changed column) is skipped.  A candidate helps a
@@ -538,9 +538,9 @@ pk_adv_candidates_for(List **cands, PkAdvStmt *stmts, int nstmts, PkAdvStmt *s, 
 	}
 }
 
-/* True when the statement has a usable predicate on the candidate's leading column */
+/* True when the statement has a usable predicate on the column */
 static bool
-pk_adv_may_help(const PkAdvStmt *s, const PkHypoIndex *h)
+pk_adv_uses_column(const PkAdvStmt *s, Oid relid, AttrNumber attnum)
 {
 	int			i;
 
@@ -548,10 +548,26 @@ pk_adv_may_help(const PkAdvStmt *s, const PkHypoIndex *h)
 	{
 		const PkAdvQual *aq = &s->quals[i];
 
-		if (aq->cls != PK_CLASS_NONE && aq->q.relid == h->relid && aq->q.attnum == h->attnums[0])
+		if (aq->cls != PK_CLASS_NONE && aq->q.relid == relid && aq->q.attnum == attnum)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * True when the candidate is worth planning the statement with: the statement
+ * uses every one of its columns.  (A candidate with a column the statement
+ * does not use serves it at best as well as its prefix, which is tried too.)
+ */
+static bool
+pk_adv_may_help(const PkAdvStmt *s, const PkHypoIndex *h)
+{
+	int			i;
+
+	for (i = 0; i < h->ncolumns; i++)
+		if (!pk_adv_uses_column(s, h->relid, h->attnums[i]))
+			return false;
+	return true;
 }
 
 /* Parse, analyze and rewrite a statement text with typed parameters into one Query */
@@ -764,6 +780,35 @@ pk_adv_measure(PkAdvCand *c, PkAdvStmt *stmts, const double *best, PkAdvCand *co
 	c->improvement = c->before > 0 ? 100.0 * (1.0 - c->after / c->before) : 0;
 }
 
+/* Benefit of candidate p on the statements that candidate c helps */
+static double
+pk_adv_benefit_where(const PkAdvCand *p, const PkAdvCand *c, PkAdvStmt *stmts)
+{
+	double		benefit = 0;
+	ListCell   *lp;
+	ListCell   *lc;
+
+	foreach(lp, p->trials)
+	{
+		PkAdvTrial *tp = (PkAdvTrial *) lfirst(lp);
+		PkAdvStmt  *s = &stmts[tp->stmt];
+
+		if (!pk_adv_helps(p, tp, stmts, s->base_cost, NULL))
+			continue;
+		foreach(lc, c->trials)
+		{
+			PkAdvTrial *tc = (PkAdvTrial *) lfirst(lc);
+
+			if (tc->stmt == tp->stmt && pk_adv_helps(c, tc, stmts, s->base_cost, NULL))
+			{
+				benefit += s->calls * (s->base_cost - tp->cost);
+				break;
+			}
+		}
+	}
+	return benefit;
+}
+
 /* True when p's key columns are a proper prefix of c's */
 static bool
 pk_adv_is_prefix(const PkHypoIndex *p, const PkHypoIndex *c)
@@ -877,7 +922,8 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 	for (i = 0; i < n; i++)
 		for (j = 0; j < n; j++)
 			if (i != j && !order[j]->dropped && pk_adv_is_prefix(&order[j]->hypo, &order[i]->hypo) &&
-				order[j]->benefit >= PK_ADV_PREFIX_SHARE * order[i]->benefit)
+				pk_adv_benefit_where(order[j], order[i], stmts) >=
+				PK_ADV_PREFIX_SHARE * order[i]->benefit)
 			{
 				order[i]->dropped = true;
 				break;

@@ -7,7 +7,8 @@
 #   - TAP                   test/t/*.pl, one prove run per file
 # Each regress test, isolation spec and TAP file counts as one unit. The last line of output is
 # `N passed, N failed`; the exit status is 0 only when nothing failed and something passed.
-# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config), PK_KEEP=1 keeps the temp dir.
+# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config), PK_KEEP=1 keeps the temp dir,
+# PK_ONLY=REGEX runs only the units whose name (regress/NAME, isolation/NAME, tap/NAME) matches.
 
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -41,11 +42,15 @@ pk_result() {
 # Print the value of NAME=... from `make print-tests` output in $PRINT_TESTS.
 pk_list() { sed -n "s/^$1=//p" <<<"$PRINT_TESTS"; }
 
+# Succeed when the unit KIND/NAME is selected by PK_ONLY (all are when it is unset).
+pk_selected() { [[ -z ${PK_ONLY:-} || $1/$2 =~ $PK_ONLY ]]; }
+
 # Print the names whose DIR/IN_SUBDIR/NAME.IN_EXT and DIR/expected/NAME.out exist: pk_existing KIND DIR IN_SUBDIR IN_EXT NAMES...
 pk_existing() {
 	local kind=$1 dir=$2 in_sub=$3 in_ext=$4 name
 	shift 4
 	for name in "$@"; do
+		pk_selected "$kind" "$name" || continue
 		if [[ -f $dir/$in_sub/$name.$in_ext && -f $dir/expected/$name.out ]]; then
 			echo "$name"
 		else
@@ -117,7 +122,9 @@ pk_run_regress() {
 pk_run_tap() {
 	local files=() f name rc testdir=$PK_WORK/tap
 	if [[ -d $PK_SRC/test/t ]]; then
-		for f in "$PK_SRC"/test/t/*.pl; do [[ -f $f ]] && files+=("t/${f##*/}"); done
+		for f in "$PK_SRC"/test/t/*.pl; do
+			[[ -f $f ]] && pk_selected tap "$(basename "$f" .pl)" && files+=("t/${f##*/}")
+		done
 	fi
 	if [[ ${#files[@]} -eq 0 ]]; then
 		pk_say "tap: nothing to run"
@@ -164,8 +171,13 @@ mapfile -t regress < <(pk_existing regress "$PK_SRC" sql sql ${regress_all[@]+"$
 mapfile -t isolation < <(pk_existing isolation "$PK_SRC/test/isolation" specs spec \
 	${isolation_all[@]+"${isolation_all[@]}"})
 # A listed suite whose files are missing is a failure, never a silent skip.
-for name in ${regress_all[@]+"${regress_all[@]}"} ${isolation_all[@]+"${isolation_all[@]}"}; do
-	[[ " ${regress[*]-} ${isolation[*]-} " == *" $name "* ]] || pk_result "$name (missing files)" fail
+for name in ${regress_all[@]+"${regress_all[@]}"}; do
+	pk_selected regress "$name" || continue
+	[[ " ${regress[*]-} " == *" $name "* ]] || pk_result "$name (missing files)" fail
+done
+for name in ${isolation_all[@]+"${isolation_all[@]}"}; do
+	pk_selected isolation "$name" || continue
+	[[ " ${isolation[*]-} " == *" $name "* ]] || pk_result "$name (missing files)" fail
 done
 
 pk_run_regress regress "$PG_REGRESS" "$PK_WORK/regress_out" \

@@ -65,7 +65,7 @@ for my $sql (@probes)
 		next;
 	}
 	like($err,
-		qr/\A(?:psql:\S+ )?ERROR:  perfkit must be loaded via "shared_preload_libraries"\nHINT:  .*shared_preload_libraries.*\n?\z/,
+		qr/\A(?:psql:\S+ )?ERROR:  perfkit must be loaded via "shared_preload_libraries"\nHINT:  .*shared_preload_libraries.*(?:\nCONTEXT:  [\s\S]*)?\n?\z/,
 		"not preloaded: $sql fails with the preload error and hint");
 }
 is($plain->safe_psql('postgres', 'DROP EXTENSION perfkit; SELECT 1'), '1',
