@@ -31,8 +31,11 @@
  *	   greedily by score (benefit, reduced by up to half for tables that
  *	   are mostly written), each new index having to beat what the indexes
  *	   already chosen give the statements it helps.  Each statement is then
- *	   credited to the chosen index that serves it best, and a
- *	   recommendation's figures (queryids, calls, costs) cover those.
+ *	   credited to the chosen index that serves it best; a chosen index
+ *	   that is a prefix of another chosen one is dropped when the longer
+ *	   one, planned for its statements too, is within 10% of its cost for
+ *	   each.  A recommendation's figures (queryids, calls, costs) cover
+ *	   the statements credited to it.
  *
  * Memory: everything lives in a context of the calling function; parse
  * trees and plans of one statement go into a scratch context reset after
@@ -84,6 +87,7 @@
 #define PK_ADV_MIN_PAGES		10		/* smaller tables get no index */
 #define PK_ADV_MAX_KEPT			0.5		/* filters keeping more than this share lead nothing */
 #define PK_ADV_PREFIX_SHARE		0.9		/* a prefix with this share of the benefit wins */
+#define PK_ADV_PREFIX_SLACK		1.1		/* a longer index this close to its prefix replaces it */
 #define PK_ADV_REC_COLS			12
 
 PG_FUNCTION_INFO_V1(perfkit_index_recommendations);
@@ -653,7 +657,7 @@ pk_adv_params(const PkAdvEntry *e)
 /* Plan one statement without and with each candidate it may use; records trials in keep */
 static void
 pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const char *sql,
-					 ParamListInfo params, MemoryContext keep)
+					 ParamListInfo params, MemoryContext keep, bool force)
 {
 	MemoryContext old;
 	PlannedStmt *base = pk_whatif_plan(query, sql, params, NULL);
@@ -666,7 +670,7 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
 		PlannedStmt *p;
 		PkAdvTrial *t;
 
-		if (c->dropped || !pk_adv_may_help(s, &c->hypo))
+		if (c->dropped || (!force && !pk_adv_may_help(s, &c->hypo)))
 			continue;
 		p = pk_whatif_plan(query, sql, params, &c->hypo);
 		old = MemoryContextSwitchTo(keep);
@@ -679,9 +683,9 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
 	}
 }
 
-/* Replay a collected statement as its role, in a subtransaction; false if it failed */
+/* Replay a collected statement as its role, in a subtransaction, and plan it; false if it failed */
 static bool
-pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep)
+pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool force)
 {
 	const PkAdvEntry *e = s->entry;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -711,7 +715,7 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep)
 							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		query = pk_adv_analyze(sql, (Oid *) e->paramtypes, Max(e->nparams, 0));
 		params = pk_adv_params(e);
-		pk_adv_try_statement(s, sidx, cands, query, sql, params, keep);
+		pk_adv_try_statement(s, sidx, cands, query, sql, params, keep, force);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		AtEOXact_GUC(true, nestlevel);
 		ReleaseCurrentSubTransaction();
@@ -727,6 +731,99 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep)
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
 	return ok;
+}
+
+/* True when p's key columns are a proper prefix of c's */
+static bool
+pk_adv_is_prefix(const PkHypoIndex *p, const PkHypoIndex *c)
+{
+	return p->relid == c->relid && p->amoid == c->amoid && p->ncolumns < c->ncolumns &&
+		memcmp(p->attnums, c->attnums, sizeof(AttrNumber) * p->ncolumns) == 0;
+}
+
+/*
+ * Plan statement i without and with the candidates of cands it may use (all
+ * of them with force); parse trees and plans go into scratch, reset after it,
+ * so only the trials stay.
+ */
+static void
+pk_adv_plan_statement(PkAdvStmt *stmts, int i, List *cands, bool force, MemoryContext scratch)
+{
+	PkAdvStmt  *s = &stmts[i];
+	MemoryContext keep = MemoryContextSwitchTo(scratch);
+
+	if (s->query != NULL)
+		pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, keep, force);
+	else
+		(void) pk_adv_replay(s, i, cands, keep, force);
+	MemoryContextSwitchTo(keep);
+	MemoryContextReset(scratch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* The trial of candidate c on statement i, or NULL */
+static PkAdvTrial *
+pk_adv_trial_for(const PkAdvCand *c, int i)
+{
+	ListCell   *lc;
+
+	foreach(lc, c->trials)
+	{
+		PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
+
+		if (t->stmt == i)
+			return t;
+	}
+	return NULL;
+}
+
+/*
+ * A chosen index that is a prefix of another chosen one (same method) goes
+ * when the longer one, planned for the statements credited to the prefix,
+ * serves each of them within PK_ADV_PREFIX_SLACK of the prefix's cost; its
+ * statements are credited to the longer one.
+ */
+static void
+pk_adv_merge_prefixes(List *chosen, PkAdvStmt *stmts, int nstmts, PkAdvCand **owner,
+					  MemoryContext scratch)
+{
+	ListCell   *lc;
+	ListCell   *lp;
+	int			i;
+
+	foreach(lc, chosen)
+	{
+		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
+
+		foreach(lp, chosen)
+		{
+			PkAdvCand  *p = (PkAdvCand *) lfirst(lp);
+			bool		serves = true;
+
+			if (p == c || p->dropped || c->dropped || !pk_adv_is_prefix(&p->hypo, &c->hypo))
+				continue;
+			for (i = 0; i < nstmts && serves; i++)
+			{
+				PkAdvTrial *tc;
+				PkAdvTrial *tp;
+
+				if (owner[i] != p)
+					continue;
+				if (pk_adv_trial_for(c, i) == NULL)
+					pk_adv_plan_statement(stmts, i, list_make1(c), true, scratch);
+				tc = pk_adv_trial_for(c, i);
+				tp = pk_adv_trial_for(p, i);
+				serves = tc != NULL && tp != NULL && tc->used &&
+					tc->cost <= tp->cost * PK_ADV_PREFIX_SLACK;
+			}
+			if (!serves)
+				continue;
+			p->dropped = true;
+			for (i = 0; i < nstmts; i++)
+				if (owner[i] == p)
+					owner[i] = c;
+		}
+	}
 }
 
 /* Statistics-based share of writes among rows read and written on the table */
@@ -809,14 +906,6 @@ pk_adv_benefit_where(const PkAdvCand *p, const PkAdvCand *c, PkAdvStmt *stmts)
 	return benefit;
 }
 
-/* True when p's key columns are a proper prefix of c's */
-static bool
-pk_adv_is_prefix(const PkHypoIndex *p, const PkHypoIndex *c)
-{
-	return p->relid == c->relid && p->amoid == c->amoid && p->ncolumns < c->ncolumns &&
-		memcmp(p->attnums, c->attnums, sizeof(AttrNumber) * p->ncolumns) == 0;
-}
-
 /* Order candidates by score, best first; ties by fewer columns */
 static int
 pk_adv_cmp_score(const void *a, const void *b)
@@ -843,7 +932,6 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 	PkAdvCand **order;
 	PkAdvCand **owner;
 	MemoryContext scratch;
-	MemoryContext old;
 	double	   *best;
 	ListCell   *lc;
 	int			i,
@@ -888,20 +976,9 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 				break;
 			}
 		}
-		if (!any)
-			continue;
-		/* parse trees and plans go away after each statement; only the trials stay */
-		old = MemoryContextSwitchTo(scratch);
-		if (s->query != NULL)
-			pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, old);
-		else
-			(void) pk_adv_replay(s, i, cands, old);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(scratch);
-		CHECK_FOR_INTERRUPTS();
+		if (any)
+			pk_adv_plan_statement(stmts, i, cands, false, scratch);
 	}
-
-	MemoryContextDelete(scratch);
 
 	/* 4. figures, threshold, prefixes */
 	n = 0;
@@ -970,10 +1047,14 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 				owner[tr->stmt] = c;
 		}
 	}
+	pk_adv_merge_prefixes(chosen, stmts, nstmts, owner, scratch);
+	MemoryContextDelete(scratch);
 	foreach(lc, chosen)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
 
+		if (c->dropped)
+			continue;
 		pk_adv_measure(c, stmts, NULL, owner);
 		c->owner = owner;
 		c->score = c->benefit * (1.0 - 0.5 * c->write_ratio);
