@@ -113,6 +113,7 @@ typedef struct PkAdvQual
 	Oid			amoid;			/* method that supports it */
 	Oid			opclass;		/* that method's default opclass for the column */
 	bool		desc;			/* sort keys: descending */
+	int			eq_freq;		/* equalities: statements comparing this column */
 } PkAdvQual;
 
 /* A statement under analysis */
@@ -435,24 +436,20 @@ pk_adv_push_column(PkHypoIndex *h, const PkAdvQual *aq, bool desc, bool nulls_fi
 }
 
 /* Order equality predicates: most shared column first, then by column number */
-static int	pk_adv_sort_nstmts;
-static PkAdvStmt *pk_adv_sort_stmts;
 static int
 pk_adv_cmp_eq(const void *a, const void *b)
 {
 	const PkAdvQual *x = *(PkAdvQual *const *) a;
 	const PkAdvQual *y = *(PkAdvQual *const *) b;
-	int			fx = pk_adv_eq_frequency(pk_adv_sort_stmts, pk_adv_sort_nstmts, x->q.relid, x->q.attnum);
-	int			fy = pk_adv_eq_frequency(pk_adv_sort_stmts, pk_adv_sort_nstmts, y->q.relid, y->q.attnum);
 
-	if (fx != fy)
-		return fy - fx;
+	if (x->eq_freq != y->eq_freq)
+		return y->eq_freq - x->eq_freq;
 	return x->q.attnum - y->q.attnum;
 }
 
 /* The candidates of one statement on one table */
 static void
-pk_adv_candidates_for(List **cands, PkAdvStmt *stmts, int nstmts, PkAdvStmt *s, Oid relid)
+pk_adv_candidates_for(List **cands, PkAdvStmt *s, Oid relid)
 {
 	PkAdvQual  *eq[PK_ADV_QUALS_PER_STMT];
 	PkAdvQual  *sort[PK_ADV_MAX_COLUMNS];
@@ -507,8 +504,6 @@ pk_adv_candidates_for(List **cands, PkAdvStmt *stmts, int nstmts, PkAdvStmt *s, 
 	}
 
 	/* equality columns, most shared first */
-	pk_adv_sort_stmts = stmts;
-	pk_adv_sort_nstmts = nstmts;
 	qsort(eq, neq, sizeof(PkAdvQual *), pk_adv_cmp_eq);
 	h = base;
 	for (i = 0; i < neq && h.ncolumns < PK_ADV_MAX_COLUMNS - 1; i++)
@@ -519,8 +514,7 @@ pk_adv_candidates_for(List **cands, PkAdvStmt *stmts, int nstmts, PkAdvStmt *s, 
 	{
 		PkHypoIndex r = h;
 
-		if (range != NULL)
-			pk_adv_push_column(&r, range, false, false);
+		pk_adv_push_column(&r, range, false, false);
 		pk_adv_add_with_prefixes(cands, &r);
 	}
 	else
@@ -940,6 +934,12 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 
 	/* 2. candidates */
 	for (i = 0; i < nstmts; i++)
+		for (j = 0; j < stmts[i].nquals; j++)
+			if (stmts[i].quals[j].cls == PK_CLASS_EQ)
+				stmts[i].quals[j].eq_freq = pk_adv_eq_frequency(stmts, nstmts,
+																stmts[i].quals[j].q.relid,
+																stmts[i].quals[j].q.attnum);
+	for (i = 0; i < nstmts; i++)
 	{
 		List	   *relids = NIL;
 
@@ -947,7 +947,7 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 			if (stmts[i].quals[j].cls != PK_CLASS_NONE)
 				relids = list_append_unique_oid(relids, stmts[i].quals[j].q.relid);
 		foreach(lc, relids)
-			pk_adv_candidates_for(&cands, stmts, nstmts, &stmts[i], lfirst_oid(lc));
+			pk_adv_candidates_for(&cands, &stmts[i], lfirst_oid(lc));
 		list_free(relids);
 	}
 	foreach(lc, cands)
