@@ -240,7 +240,7 @@ soak_shmem() {
 
 # Background: request index builds every INDEX_EVERY seconds until the stop file exists.  Each
 # request is a transaction (like a migration's); the previous index is dropped the same way once it
-# is valid.  Writes the number of create requests to $PK_WORK/index_requests.
+# is valid; each round also reads perfkit.index_recommendations.  Writes the number of create requests to $PK_WORK/index_requests.
 soak_index_requester() {
 	local n=0 prev=
 	sleep "$INDEX_EVERY"
@@ -260,6 +260,11 @@ COMMIT;
 SQL
 		fi
 		prev=soak_orders_idx_$n
+		# the index advisor reads its shared table and plans the collected statements meanwhile
+		soak_psql >/dev/null <<SQL || echo "index recommendations $n failed" >>"$PK_WORK/requester_errors"
+SELECT count(*) FROM perfkit.index_recommendations;
+SELECT count(*) FROM perfkit.create_recommended_indexes(dry_run => true);
+SQL
 		echo "$n" >"$PK_WORK/index_requests"
 		sleep "$INDEX_EVERY"
 	done
