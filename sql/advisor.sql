@@ -81,6 +81,13 @@ SELECT count(*) AS recommendations
   FROM perfkit.recommend_indexes('DELETE FROM adv_orders WHERE customer_id = 1');
 SELECT count(*) AS not_deleted FROM adv_orders WHERE customer_id = 1;
 
+-- A function the planner evaluates plans its own queries without the hypothetical index.
+CREATE FUNCTION adv_lookup(k integer) RETURNS integer STABLE LANGUAGE plpgsql
+  AS $$ BEGIN RETURN (SELECT amount FROM adv_orders WHERE id = k); END $$;
+SELECT columns FROM perfkit.recommend_indexes('SELECT count(*) FROM adv_orders WHERE amount = adv_lookup(7)');
+SELECT adv_lookup(7);
+DROP FUNCTION adv_lookup(integer);
+
 -- Bad input: clear errors.
 SELECT * FROM perfkit.recommend_indexes(NULL);
 SELECT * FROM perfkit.recommend_indexes('SELECT 1; SELECT 2');

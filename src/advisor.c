@@ -41,8 +41,11 @@
  * trees and plans of one statement go into a scratch context reset after
  * it, so a computation over thousands of statements stays small.
  *
- * Visibility: statements of other roles are used only for viewers with
- * pg_read_all_stats (or the privileges of that role), as for query texts.
+ * Visibility: a statement is replayed as the role that ran it, so only
+ * viewers with that role's privileges (the role itself, its members,
+ * superusers) get recommendations from it; pg_read_all_stats is not enough,
+ * as it would let its holder have code run as other roles (e.g. through a
+ * temporary view shadowing a table the statement names).
  *
  *-------------------------------------------------------------------------
  */
@@ -132,16 +135,18 @@ typedef struct PkAdvStmt
 	double		base_cost;		/* plan cost without candidates; < 0 if not planned */
 } PkAdvStmt;
 
+typedef struct PkAdvCand PkAdvCand;
+
 /* What planning one statement with one candidate gave */
 typedef struct PkAdvTrial
 {
+	PkAdvCand  *cand;			/* the candidate */
 	int			stmt;			/* index into the statement array */
 	double		cost;
 	bool		used;
 } PkAdvTrial;
 
 /* A candidate index */
-typedef struct PkAdvCand PkAdvCand;
 struct PkAdvCand
 {
 	PkHypoIndex hypo;
@@ -584,10 +589,14 @@ pk_adv_analyze(const char *sql, Oid *paramtypes, int nparams)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("query must be exactly one statement"),
 				 errdetail("The text contains %d statements.", list_length(raw))));
-	/* a statement run through PREPARE/EXECUTE was kept as its PREPARE text */
+	/* statements run through PREPARE, DECLARE CURSOR or EXPLAIN were kept as that text */
 	rawstmt = linitial_node(RawStmt, raw);
 	if (IsA(rawstmt->stmt, PrepareStmt))
 		rawstmt->stmt = ((PrepareStmt *) rawstmt->stmt)->query;
+	else if (IsA(rawstmt->stmt, DeclareCursorStmt))
+		rawstmt->stmt = ((DeclareCursorStmt *) rawstmt->stmt)->query;
+	else if (IsA(rawstmt->stmt, ExplainStmt))
+		rawstmt->stmt = ((ExplainStmt *) rawstmt->stmt)->query;
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = sql;
 #if PG_VERSION_NUM >= 150000
@@ -648,16 +657,21 @@ pk_adv_params(const PkAdvEntry *e)
 	return params;
 }
 
-/* Plan one statement without and with each candidate it may use; records trials in keep */
-static void
+/*
+ * Plan one statement without and with each candidate it may use (every
+ * candidate with force); returns the trials, allocated in keep, and the cost
+ * without candidates in *base_cost.
+ */
+static List *
 pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const char *sql,
-					 ParamListInfo params, MemoryContext keep, bool force)
+					 ParamListInfo params, MemoryContext keep, bool force, double *base_cost)
 {
 	MemoryContext old;
 	PlannedStmt *base = pk_whatif_plan(query, sql, params, NULL);
+	List	   *trials = NIL;
 	ListCell   *lc;
 
-	s->base_cost = base->planTree->total_cost;
+	*base_cost = base->planTree->total_cost;
 	foreach(lc, cands)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
@@ -669,17 +683,26 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
 		p = pk_whatif_plan(query, sql, params, &c->hypo);
 		old = MemoryContextSwitchTo(keep);
 		t = palloc(sizeof(PkAdvTrial));
+		t->cand = c;
 		t->stmt = sidx;
 		t->cost = p->planTree->total_cost;
 		t->used = pk_whatif_uses_index(p, c->hypo.fake_oid);
-		c->trials = lappend(c->trials, t);
+		trials = lappend(trials, t);
 		MemoryContextSwitchTo(old);
 	}
+	return trials;
 }
 
-/* Replay a collected statement as its role, in a subtransaction, and plan it; false if it failed */
+/*
+ * Replay a collected statement as its role, under its search_path, in a
+ * security-restricted subtransaction, and plan it (pk_adv_try_statement);
+ * false if it failed.  Settings changed by code that runs meanwhile (planner-
+ * time function calls) are rolled back.  A cancel, a timeout or a lack of
+ * resources ends the whole computation; other errors skip the statement.
+ */
 static bool
-pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool force)
+pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool force,
+			  List **trials, double *base_cost)
 {
 	const PkAdvEntry *e = s->entry;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -709,16 +732,29 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool forc
 							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		query = pk_adv_analyze(sql, (Oid *) e->paramtypes, Max(e->nparams, 0));
 		params = pk_adv_params(e);
-		pk_adv_try_statement(s, sidx, cands, query, sql, params, keep, force);
+		*trials = pk_adv_try_statement(s, sidx, cands, query, sql, params, keep, force, base_cost);
 		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(true, nestlevel);
+		AtEOXact_GUC(false, nestlevel);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+		int			category;
+
 		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (category == ERRCODE_OPERATOR_INTERVENTION ||
+			category == ERRCODE_INSUFFICIENT_RESOURCES ||
+			category == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		*trials = NIL;
 		ok = false;
 	}
 	PG_END_TRY();
@@ -745,12 +781,28 @@ pk_adv_plan_statement(PkAdvStmt *stmts, int i, List *cands, bool force, MemoryCo
 {
 	PkAdvStmt  *s = &stmts[i];
 	MemoryContext keep = MemoryContextSwitchTo(scratch);
+	List	   *trials = NIL;
+	double		base_cost = -1;
+	bool		ok = true;
+	ListCell   *lc;
 
 	if (s->query != NULL)
-		pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, keep, force);
+		trials = pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, keep, force,
+									  &base_cost);
 	else
-		(void) pk_adv_replay(s, i, cands, keep, force);
+		ok = pk_adv_replay(s, i, cands, keep, force, &trials, &base_cost);
 	MemoryContextSwitchTo(keep);
+	/* a statement that failed half-way leaves nothing behind */
+	if (ok)
+	{
+		s->base_cost = base_cost;
+		foreach(lc, trials)
+		{
+			PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
+
+			t->cand->trials = lappend(t->cand->trials, t);
+		}
+	}
 	MemoryContextReset(scratch);
 	CHECK_FOR_INTERRUPTS();
 }
@@ -1064,21 +1116,29 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 	return result;
 }
 
-/* "CREATE INDEX CONCURRENTLY ON schema.table USING method (col [DESC] [NULLS ...], ...)" */
+/* "CREATE INDEX CONCURRENTLY ON schema.table USING method (col [DESC] [NULLS ...], ...)", NULL if gone */
 static char *
 pk_adv_definition(const PkHypoIndex *h, Datum *colnames)
 {
 	StringInfoData buf;
 	int			i;
 
+	char	   *relname = get_rel_name(h->relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(h->relid));
+
+	/* dropped meanwhile */
+	if (relname == NULL || nspname == NULL)
+		return NULL;
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "CREATE INDEX CONCURRENTLY ON %s USING %s (",
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(h->relid)),
-												get_rel_name(h->relid)),
+					 quote_qualified_identifier(nspname, relname),
 					 quote_identifier(get_am_name(h->amoid)));
 	for (i = 0; i < h->ncolumns; i++)
 	{
-		char	   *name = get_attname(h->relid, h->attnums[i], false);
+		char	   *name = get_attname(h->relid, h->attnums[i], true);
+
+		if (name == NULL)
+			return NULL;
 
 		colnames[i] = CStringGetTextDatum(name);
 		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", quote_identifier(name));
@@ -1113,6 +1173,8 @@ pk_adv_emit(ReturnSetInfo *rsinfo, List *chosen, PkAdvStmt *stmts, bool full)
 		int			col = 0;
 		char	   *definition = pk_adv_definition(&c->hypo, colnames);
 
+		if (definition == NULL)
+			continue;
 		foreach(t, c->trials)
 		{
 			PkAdvTrial *tr = (PkAdvTrial *) lfirst(t);
@@ -1184,7 +1246,6 @@ perfkit_index_recommendations(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	double		min_improvement;
 	Oid			viewer = GetUserId();
-	bool		read_all;
 	PkAdvEntry *entries;
 	PkAdvStmt  *stmts;
 	int			count;
@@ -1197,7 +1258,6 @@ perfkit_index_recommendations(PG_FUNCTION_ARGS)
 	pk_adv_require_loaded();
 	min_improvement = pk_adv_min_improvement(fcinfo, 0);
 	InitMaterializedSRF(fcinfo, 0);
-	read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(work);
@@ -1209,7 +1269,8 @@ perfkit_index_recommendations(PG_FUNCTION_ARGS)
 		PkAdvEntry *e = &entries[i];
 		PkAdvStmt  *s = &stmts[n];
 
-		if (!read_all && !has_privs_of_role(viewer, e->key.userid))
+		/* replayed as that role: only for viewers who could act as it anyway */
+		if (!has_privs_of_role(viewer, e->key.userid))
 			continue;
 		s->queryid = e->key.queryid;
 		s->userid = e->key.userid;

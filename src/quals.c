@@ -36,6 +36,7 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
 #include "access/parallel.h"
 #include "catalog/namespace.h"
 #include "common/pg_prng.h"
@@ -70,9 +71,20 @@ typedef struct PkAdvState
 static PkAdvState *pk_adv_state = NULL;
 static HTAB *pk_adv_hash = NULL;
 
-/* The query descriptors sampled at ExecutorStart, by nesting level */
+/*
+ * The statements sampled at ExecutorStart, by nesting level, with the role
+ * and search_path they started under (a cursor may end under others)
+ */
 #define PK_ADV_MAX_LEVELS 16
-static QueryDesc *pk_adv_sampled[PK_ADV_MAX_LEVELS];
+#define PK_ADV_PATH_SIZE 1024
+typedef struct PkAdvSample
+{
+	QueryDesc  *queryDesc;		/* compared only, never followed before ExecutorEnd */
+	Oid			userid;
+	bool		path_ok;		/* search_path fitted in path[] */
+	char		path[PK_ADV_PATH_SIZE];
+} PkAdvSample;
+static PkAdvSample pk_adv_sampled[PK_ADV_MAX_LEVELS];
 
 /* What the plan walker collects */
 typedef struct PkQualWalk
@@ -146,7 +158,7 @@ pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level)
 
 	if (level >= PK_ADV_MAX_LEVELS)
 		return;
-	pk_adv_sampled[level] = NULL;
+	pk_adv_sampled[level].queryDesc = NULL;
 	if (pk_adv_state == NULL || pk_advisor_sample_rate <= 0.0 || !pk_tracking(level) ||
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0 ||
 		queryDesc->plannedstmt->queryId == UINT64CONST(0) ||
@@ -156,7 +168,10 @@ pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level)
 		pg_prng_double(&pg_global_prng_state) >= pk_advisor_sample_rate)
 		return;
 	queryDesc->instrument_options |= INSTRUMENT_ROWS;
-	pk_adv_sampled[level] = queryDesc;
+	pk_adv_sampled[level].queryDesc = queryDesc;
+	pk_adv_sampled[level].userid = GetUserId();
+	pk_adv_sampled[level].path_ok =
+		strlcpy(pk_adv_sampled[level].path, namespace_search_path, PK_ADV_PATH_SIZE) < PK_ADV_PATH_SIZE;
 }
 
 /* Strip binary-compatible casts */
@@ -445,9 +460,21 @@ pk_append(char *buf, int *used, const char *s, int len)
 	return true;
 }
 
+/* Append one parameter to buf at *used: "n" for NULL, else "v" and the value; false if it does not fit */
+static bool
+pk_append_param(char *buf, int *used, const char *value)
+{
+	int			len = value ? strlen(value) : 0;
+
+	if (*used + 1 + len + 1 > PK_ADV_TEXT_SIZE)
+		return false;
+	buf[(*used)++] = value ? 'v' : 'n';
+	return pk_append(buf, used, value ? value : "", len);
+}
+
 /* Fill an entry's representative execution: text, search_path and parameter values */
 static void
-pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc)
+pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc, const PkAdvSample *sample)
 {
 	const char *source = queryDesc->sourceText;
 	int			location = queryDesc->plannedstmt->stmt_location;
@@ -467,25 +494,23 @@ pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc)
 	if (!pk_append(e->text, &used, source + location, len))
 		return;
 	e->text_len = len;
-	if (!pk_append(e->text, &used, namespace_search_path, strlen(namespace_search_path)))
+	if (!sample->path_ok || !pk_append(e->text, &used, sample->path, strlen(sample->path)))
 		return;
-	e->path_len = strlen(namespace_search_path);
+	e->path_len = strlen(sample->path);
 
+	/* values fetched on demand (PL/pgSQL variables) cannot be replayed */
+	if (params != NULL && (params->paramFetch != NULL || params->numParams > PK_ADV_MAX_PARAMS))
+		return;
 	e->nparams = 0;
-	/* values fetched on demand (PL/pgSQL variables) are not kept: replayed without */
-	if (params == NULL || params->paramFetch != NULL || params->numParams <= 0)
+	if (params == NULL || params->numParams <= 0)
 		return;
-	if (params->numParams > PK_ADV_MAX_PARAMS)
-	{
-		e->nparams = -1;
-		return;
-	}
 	for (i = 0; i < params->numParams; i++)
 	{
 		ParamExternData *prm = &params->params[i];
-		char	   *value;
+		char	   *value = NULL;
 		Oid			typoutput;
 		bool		varlena;
+		bool		fits;
 		int			start = used;
 
 		e->paramtypes[i] = prm->ptype;
@@ -494,23 +519,25 @@ pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc)
 			e->nparams = -1;
 			return;
 		}
-		if (prm->isnull)
+		if (!prm->isnull)
 		{
-			if (!pk_append(e->text, &used, "n", 1))
+			getTypeOutputInfo(prm->ptype, &typoutput, &varlena);
+			/* a value that cannot fit is not even converted: it may be huge */
+			if (varlena && toast_raw_datum_size(prm->value) > PK_ADV_TEXT_SIZE)
 			{
 				e->nparams = -1;
 				return;
 			}
-			continue;
+			value = OidOutputFunctionCall(typoutput, prm->value);
 		}
-		getTypeOutputInfo(prm->ptype, &typoutput, &varlena);
-		value = psprintf("v%s", OidOutputFunctionCall(typoutput, prm->value));
-		if (!pk_append(e->text, &used, value, strlen(value)))
+		fits = pk_append_param(e->text, &used, value);
+		if (value != NULL)
+			pfree(value);
+		if (!fits)
 		{
 			e->nparams = -1;
 			return;
 		}
-		pfree(value);
 		e->params_len += used - start;
 	}
 	e->nparams = params->numParams;
@@ -579,11 +606,13 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	PkAdvKey	key;
 	PkAdvEntry *e;
 	PkAdvEntry *fresh;
+	PkAdvSample *sample;
 	bool		found;
 
-	if (level >= PK_ADV_MAX_LEVELS || pk_adv_sampled[level] != queryDesc)
+	if (level >= PK_ADV_MAX_LEVELS || pk_adv_sampled[level].queryDesc != queryDesc)
 		return;
-	pk_adv_sampled[level] = NULL;
+	sample = &pk_adv_sampled[level];
+	sample->queryDesc = NULL;
 	if (queryDesc->planstate == NULL)
 		return;
 
@@ -593,7 +622,7 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
-	key.userid = GetUserId();
+	key.userid = sample->userid;
 	key.queryid = queryDesc->plannedstmt->queryId;
 
 	LWLockAcquire(pk_adv_state->lock, LW_SHARED);
@@ -613,7 +642,7 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	fresh = palloc0(sizeof(PkAdvEntry));
 	fresh->samples = 1;
 	pk_merge_quals(fresh, quals, count);
-	pk_fill_representative(fresh, queryDesc);
+	pk_fill_representative(fresh, queryDesc, sample);
 
 	LWLockAcquire(pk_adv_state->lock, LW_EXCLUSIVE);
 	if (hash_get_num_entries(pk_adv_hash) >= pk_advisor_max_entries())

@@ -21,13 +21,16 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "commands/explain.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "mb/stringinfo_mb.h"
 #include "miscadmin.h"
 #include "nodes/params.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "slowlog.h"
@@ -81,18 +84,52 @@ pk_copy_capped(char *dst, const char *src, int len, int cap)
 	return len;
 }
 
-/* "$1 = '42', $2 = 'abc'" for client bind parameters, NULL when there are none */
+/*
+ * "$1 = '42', $2 = 'abc'" for client bind parameters (as BuildParamLogString
+ * writes them), NULL when there are none.  A value larger than
+ * PK_SLOW_PARAM_CONVERT_MAX bytes is shown by its size, never converted to
+ * text: a 600 MB bytea would need twice that in memory and could fail the
+ * user's statement.
+ */
+#define PK_SLOW_PARAM_CONVERT_MAX	(1024 * 1024)
 static char *
 pk_format_params(QueryDesc *queryDesc)
 {
 	ParamListInfo params = queryDesc->params;
+	int			maxlen = Max(pk_slow_params_max_length, 0);
+	StringInfoData buf;
+	int			i;
 
 	if (pk_slow_params_max_length == 0 || params == NULL || params->numParams <= 0)
 		return NULL;
 	/* parameters fetched on demand (PL/pgSQL variables) are not materialized */
 	if (params->paramFetch != NULL)
 		return NULL;
-	return BuildParamLogString(params, NULL, Max(pk_slow_params_max_length, 0));
+	initStringInfo(&buf);
+	for (i = 0; i < params->numParams; i++)
+	{
+		ParamExternData *prm = &params->params[i];
+		Oid			typoutput;
+		bool		varlena;
+		char	   *value;
+
+		appendStringInfo(&buf, "%s$%d = ", i > 0 ? ", " : "", i + 1);
+		if (prm->isnull || !OidIsValid(prm->ptype))
+		{
+			appendStringInfoString(&buf, "NULL");
+			continue;
+		}
+		getTypeOutputInfo(prm->ptype, &typoutput, &varlena);
+		if (varlena && toast_raw_datum_size(prm->value) > PK_SLOW_PARAM_CONVERT_MAX)
+		{
+			appendStringInfo(&buf, "[%zu bytes]", toast_raw_datum_size(prm->value) - VARHDRSZ);
+			continue;
+		}
+		value = OidOutputFunctionCall(typoutput, prm->value);
+		appendStringInfoStringQuoted(&buf, value, maxlen);
+		pfree(value);
+	}
+	return buf.data;
 }
 
 /* EXPLAIN text of the plan that ran (with actual figures when instrumented) */

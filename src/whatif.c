@@ -18,7 +18,9 @@
  * top of the OID space, where PostgreSQL does not hand out OIDs for
  * indexes in practice); pk_whatif_uses_index() looks for it in the plan.
  * The planner is called directly (standard_planner), so planner hooks of
- * other extensions never see these plans.
+ * other extensions never see these plans; perfkit's own planner_hook hides
+ * the candidate from plannings nested in it (queries of functions that the
+ * planner evaluates), which must see the real catalog only.
  *
  * No locks or shared memory: all of this is backend-local.
  *
@@ -42,6 +44,7 @@
 #define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
 
 static get_relation_info_hook_type prev_get_relation_info = NULL;
+static planner_hook_type prev_planner = NULL;
 
 /* The candidate being planned, or NULL */
 static PkHypoIndex *pk_whatif_active = NULL;
@@ -190,12 +193,41 @@ pk_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent, Re
 		rel->indexlist = lcons(pk_hypothetical_index(rel, pk_whatif_active), rel->indexlist);
 }
 
-/* Install the planner hook (from _PG_init) */
+/*
+ * planner_hook: a planning that starts while a candidate is being planned
+ * (a query of a function the planner evaluates) must not see the candidate
+ */
+static PlannedStmt *
+pk_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
+{
+	PkHypoIndex *saved = pk_whatif_active;
+	PlannedStmt *result;
+
+	if (saved == NULL)
+		return prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
+			: standard_planner(parse, query_string, cursorOptions, boundParams);
+	pk_whatif_active = NULL;
+	PG_TRY();
+	{
+		result = prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
+			: standard_planner(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		pk_whatif_active = saved;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* Install the planner hooks (from _PG_init) */
 void
 pk_whatif_install_hook(void)
 {
 	prev_get_relation_info = get_relation_info_hook;
 	get_relation_info_hook = pk_get_relation_info;
+	prev_planner = planner_hook;
+	planner_hook = pk_planner;
 }
 
 /* Plan a copy of query, with the hypothetical index hypo if not NULL */

@@ -1,7 +1,8 @@
 # Index advisor with a real client: pgbench over the extended protocol sends bind parameters, which
 # the advisor keeps and plans with; statements are replayed as their role, under that role's
-# search_path; other roles' statements are used only with pg_read_all_stats; only the table's owner
-# gets builds from perfkit.create_recommended_indexes(); a dropped table does not break the view.
+# search_path, and only for viewers with that role's privileges; replay cannot change the viewer's
+# settings, ignore a cancel, or fail on huge parameters; only the table's owner gets builds from
+# perfkit.create_recommended_indexes(); a dropped table does not break the view.
 use strict;
 use warnings;
 
@@ -64,16 +65,75 @@ is($node->safe_psql('postgres', $rec),
 	'a superuser with another search_path gets the same: the statement was planned under app\'s');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM perfkit.index_recommendations',
 		extra_params => ['-U', 'watcher']),
-	'0', 'a role without pg_read_all_stats does not get recommendations from other roles\' statements');
+	'0', 'another role does not get recommendations from app\'s statements');
+# Statements are replayed as their role: pg_read_all_stats alone is not enough (its holder could
+# shadow a table with a temporary view and have its own code run as that role).
+my ($ret, $out, $err) = $node->psql('postgres', q{
+CREATE FUNCTION pg_temp.snoop() RETURNS boolean IMMUTABLE LANGUAGE plpgsql
+  AS $$ BEGIN RAISE WARNING 'snoop runs as %', current_user; RETURN true; END $$;
+CREATE TEMP VIEW items AS SELECT i.* FROM shop.items i WHERE pg_temp.snoop();
+SET search_path = pg_temp, shop;
+SELECT count(*) FROM perfkit.index_recommendations;
+}, extra_params => ['-U', 'auditor']);
+is($out, '0', 'a pg_read_all_stats role gets nothing from other roles\' statements');
+unlike($err, qr/snoop runs as/, 'and no code of its own runs as another role');
 
-# pg_read_all_stats sees it, but cannot have it built: it does not own the table.
-my ($ret, $out, $err) = $node->psql('postgres',
+# A role that reads the table sees the index its own statement needs, but cannot have it built.
+$node->safe_psql('postgres', 'GRANT USAGE ON SCHEMA shop TO watcher; GRANT SELECT ON shop.items TO watcher');
+$node->safe_psql('postgres', q{SELECT count(*) FROM shop.items WHERE order_id = 12},
+	extra_params => ['-U', 'watcher']);
+($ret, $out, $err) = $node->psql('postgres',
 	'SELECT count(*) FROM perfkit.create_recommended_indexes()',
-	extra_params => ['-U', 'auditor']);
+	extra_params => ['-U', 'watcher']);
 is($out, '0', 'no build requested for a role that does not own the table');
 like($err, qr/NOTICE:  skipping the recommended index on shop\.items/, 'it is told why');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM perfkit.index_build_requests'), '0',
 	'nothing was requested');
+
+# Code that runs while a statement is planned again (an IMMUTABLE function evaluated by the
+# planner) cannot change the viewer's settings.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION shop.tamper() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('search_path', 'shop, pg_catalog', false);
+  PERFORM set_config('work_mem', '77kB', false);
+  RETURN 5;
+END $$;
+SELECT count(*) FROM items WHERE order_id = shop.tamper();
+}, extra_params => ['-U', 'app']);
+is($node->safe_psql('postgres', q{
+SELECT count(*) > 0 FROM perfkit.index_recommendations;
+SELECT current_setting('search_path') || ' / ' || current_setting('work_mem');
+}), "t\n\"\$user\", public / 4MB", 'the viewer\'s search_path and work_mem are untouched');
+
+# A cancel (here statement_timeout) stops the computation instead of being swallowed.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION shop.slow() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT 1 FROM pg_sleep(0.4)';
+SELECT count(*) FROM items WHERE order_id = shop.slow();
+SELECT count(*) FROM items WHERE order_id = shop.slow() + 1;
+}, extra_params => ['-U', 'app']);
+($ret, $out, $err) = $node->psql('postgres', q{
+SET statement_timeout = '300ms';
+SELECT count(*) FROM perfkit.index_recommendations;
+});
+like($err, qr/canceling statement due to statement timeout/, 'statement_timeout cancels the view');
+
+# A huge bind parameter of a sampled statement is neither converted nor kept; the slow-query
+# capture shows its size.
+$node->safe_psql('postgres', q{
+CREATE TABLE shop.blobs (id int PRIMARY KEY, b bytea);
+INSERT INTO shop.blobs VALUES (1, NULL);
+SET perfkit.slow_threshold = 0;
+PREPARE u(bytea, int) AS UPDATE shop.blobs SET b = $1 WHERE id = $2;
+EXECUTE u(convert_to(repeat('x', 20000000), 'UTF8'), 1);
+});
+like($node->safe_psql('postgres',
+		q{SELECT params FROM perfkit.slow_queries WHERE query LIKE 'PREPARE u%'}),
+	qr/^\$1 = \[20000000 bytes\], \$2 = '1'$/, 'a 20 MB parameter shows as its size');
+$node->safe_psql('postgres', 'DROP FUNCTION shop.tamper(), shop.slow()');
+$node->safe_psql('postgres', 'SELECT perfkit.reset_index_advisor()');
+$node->safe_psql('postgres', q{SELECT count(*) FROM items WHERE order_id = 77},
+	extra_params => ['-U', 'app']);
 
 # The owner requests it from inside a transaction, as a migration would.
 $node->safe_psql('postgres', q{
