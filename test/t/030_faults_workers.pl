@@ -1,6 +1,6 @@
 # Faults of perfkit's background workers: kill -9 of the index-build launcher, of a per-database
 # index builder in the middle of a build, and of the Redis pusher; a plain terminate (SIGTERM, as
-# pg_terminate_backend sends) of the launcher and of the pusher.
+# pg_terminate_backend sends) of the launcher, of a builder mid-build and of the pusher.
 #
 # kill -9 of any background worker makes the postmaster restart the whole cluster (restart_after_crash
 # = on).  After each fault the test asserts recovery: the cluster accepts connections again, every
@@ -8,7 +8,9 @@
 # the requests queued behind the interrupted build), a pgbench run of user statements afterwards has
 # no failed statement, the launcher is running again, and the pusher reconnects to Redis and pushes
 # again (and Redis holds no value older than a write committed before the fault).  A terminated
-# worker is started again by the postmaster (after its bgw_restart_time) and carries on.
+# launcher or pusher is started again by the postmaster (after its bgw_restart_time) and carries
+# on; a terminated builder causes no crash-restart, and the launcher starts a builder again after
+# perfkit.index_build_retry_delay, which resumes the interrupted build.
 #
 # Builds are held in CREATE INDEX CONCURRENTLY's "waiting for old snapshots" phase by an open
 # REPEATABLE READ transaction, so the fault certainly hits a build in progress (its INVALID index
@@ -37,6 +39,7 @@ restart_after_crash = on
 perfkit.redis_url = 'redis://127.0.0.1:$redis_port/0'
 perfkit.redis_hot_calls = 2
 perfkit.index_build_max_workers = 2
+perfkit.index_build_retry_delay = '1s'
 log_statement = none
 });
 $node->start;
@@ -299,6 +302,27 @@ ok(poll_until(sub { status('pushed') > 0 }), 'baseline: results are pushed');
 	ok(poll_until(sub { my $p = child_pid('perfkit redis pusher'); $p ne '' && $p ne $pid }, 60),
 		"$what: a new pusher runs");
 	check_pusher($what, 'before pusher terminate');
+	$figures{survived}++ if failures() == $failed;
+}
+
+# --- 6. a builder terminated (pg_terminate_backend) mid-build: no crash-restart; the launcher
+# starts a builder again after perfkit.index_build_retry_delay, which resumes the build
+{
+	my $what = 'terminate builder';
+	my $failed = failures();
+	my $h1 = held_builds('postgres', [ 'tb_kind_idx', 'kind' ], [ 'tb_payload_idx', 'payload' ]);
+	my $pid = $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'perfkit index builder' AND datname = 'postgres'});
+	like($pid, qr/^\d+$/, "$what: found the builder");
+	$figures{faults}++;
+	my $offset = -s $node->logfile;
+	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"), 't', "$what: terminated");
+	drop_session($h1);
+	check_builds($what, 'postgres', 'tb_kind_idx', 'tb_payload_idx');
+	is( $node->safe_psql('postgres',
+			q{SELECT attempts FROM perfkit.index_builds WHERE index_name = 'tb_kind_idx'}),
+		'2', "$what: the interrupted build was resumed in a second attempt");
+	ok(!$node->log_contains(qr/all server processes terminated/, $offset), "$what: no crash-restart");
 	$figures{survived}++ if failures() == $failed;
 }
 
