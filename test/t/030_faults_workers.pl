@@ -280,8 +280,12 @@ ok(poll_until(sub { status('pushed') > 0 }), 'baseline: results are pushed');
 	my $failed = failures();
 	my $pid = launcher_pid();
 	$figures{faults}++;
+	my $offset = -s $node->logfile;
 	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"), 't', "$what: terminated");
 	ok(poll_until(sub { launcher_pid() ne $pid }), "$what: the old launcher is gone");
+	ok($node->wait_for_log(qr/"perfkit index build launcher" \(PID $pid\) exited with exit code 1/, $offset),
+		"$what: it exited with status 1 (to be restarted)");
+	ok(!$node->log_contains(qr/FATAL/, $offset), "$what: quietly, without a FATAL");
 	$node->safe_psql('postgres',
 		q{SELECT perfkit.create_index_concurrently('CREATE INDEX t_payload_kind_idx ON events (payload, kind)')});
 	ok(poll_until(sub { launcher_pid() =~ /^\d+$/ }, 60), "$what: a new launcher runs");

@@ -193,10 +193,10 @@ sub failed_save
 	$undo->() if $undo;
 	ok($node->log_contains(qr/LOG:  $error/, $offset), "$what: logged") and $figures{save_failures}++;
 	ok($node->log_contains(qr/database system is shut down/, $offset), "$what: the shutdown completed");
-	# ("FATAL:  terminating background worker/connection ... due to administrator command" is
-	# how the launcher and sessions end at a fast shutdown)
+	# ("FATAL:  terminating connection due to administrator command" is how a fast shutdown ends
+	# sessions)
 	ok(!$node->log_contains(
-			qr/FATAL:  (?!terminating (background worker|connection) .*due to administrator command)|PANIC|was terminated by signal/,
+			qr/FATAL:  (?!terminating connection due to administrator command)|PANIC|was terminated by signal/,
 			$offset),
 		"$what: no FATAL, PANIC or crash");
 	ok(!-e $tmpfile && !-l $tmpfile, "$what: no temporary file left");
