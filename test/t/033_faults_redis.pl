@@ -71,51 +71,59 @@ sub pgbench
 		'>', $out, '2>&1', IPC::Run::timeout(120));
 }
 
+# PK_FAULT_ROUNDS (default 1) repeats the three faults for a longer run of this file under prove.
+my $rounds = $ENV{PK_FAULT_ROUNDS} // 1;
 my %figures = (faults => 0, reconnects => 0);
 my $log_start = -s $node->logfile;
 my $out = '';
-my $bench = pgbench(6, \$out);
+my $bench = pgbench(3 * $rounds + 3, \$out);
 ok(poll_until(sub { status('pushed') > 0 }, 10), 'pushing under load');
 
-# --- kill -9 of Redis during the run, a row written while it is dead, then a restart
-my $errors = status('errors');
-$figures{faults}++;
-kill 'KILL', $redis_pid;
-waitpid($redis_pid, 0);
-$redis_pid = undef;
-ok(poll_until(sub { status('connected') eq 'f' }, 20), 'redis killed: the pusher notices');
-ok(poll_until(sub { status('errors') > $errors }, 20), 'redis killed: errors counted');
-$node->safe_psql('postgres', q{UPDATE kv SET v = 'written while redis was killed' WHERE id = 1});
-usleep(500_000);
-redis_start();
-ok(poll_until(sub { status('connected') eq 't' }, 20), 'redis restarted: the pusher reconnects');
-my $pushed = status('pushed');
-ok(poll_until(sub { status('pushed') > $pushed }, 20), 'redis restarted: pushes resume during the run')
-  and $figures{reconnects}++;
+my ($errors, $pushed);
+for my $round (1 .. $rounds)
+{
+	my $r = "round $round";
+	# --- kill -9 of Redis during the run, a row written while it is dead, then a restart
+	$errors = status('errors');
+	$figures{faults}++;
+	kill 'KILL', $redis_pid;
+	waitpid($redis_pid, 0);
+	$redis_pid = undef;
+	ok(poll_until(sub { status('connected') eq 'f' }, 20), "$r: redis killed: the pusher notices");
+	ok(poll_until(sub { status('errors') > $errors }, 20), "$r: redis killed: errors counted");
+	$node->safe_psql('postgres', "UPDATE kv SET v = 'written while redis was killed $round' WHERE id = 1");
+	usleep(500_000);
+	redis_start();
+	ok(poll_until(sub { status('connected') eq 't' }, 20), "$r: redis restarted: the pusher reconnects");
+	$pushed = status('pushed');
+	ok(poll_until(sub { status('pushed') > $pushed }, 20), "$r: redis restarted: pushes resume during the run")
+	  and $figures{reconnects}++;
 
-# --- stalled (SIGSTOP) during the run, then continued
-$errors = status('errors');
-$figures{faults}++;
-kill 'STOP', $redis_pid;
-ok(poll_until(sub { status('errors') > $errors }, 20), 'redis stalled: the pusher times out');
-kill 'CONT', $redis_pid;
-ok(poll_until(sub { status('connected') eq 't' }, 20), 'redis continued: the pusher reconnects');
-$pushed = status('pushed');
-ok(poll_until(sub { status('pushed') > $pushed }, 20), 'redis continued: pushes resume during the run')
-  and $figures{reconnects}++;
+	# --- stalled (SIGSTOP) during the run, then continued
+	$errors = status('errors');
+	$figures{faults}++;
+	kill 'STOP', $redis_pid;
+	ok(poll_until(sub { status('errors') > $errors }, 20), "$r: redis stalled: the pusher times out");
+	kill 'CONT', $redis_pid;
+	ok(poll_until(sub { status('connected') eq 't' }, 20), "$r: redis continued: the pusher reconnects");
+	$pushed = status('pushed');
+	ok(poll_until(sub { status('pushed') > $pushed }, 20), "$r: redis continued: pushes resume during the run")
+	  and $figures{reconnects}++;
 
-# --- killed and restarted at once
-$figures{faults}++;
-$errors = status('errors');
-kill 'KILL', $redis_pid;
-waitpid($redis_pid, 0);
-$redis_pid = undef;
-redis_start();
-$pushed = status('pushed');
-ok(poll_until(sub { status('pushed') > $pushed && status('connected') eq 't' }, 20),
-	'redis killed and restarted at once: pushes resume during the run')
-  and $figures{reconnects}++;
-cmp_ok(status('errors'), '>', $errors, 'redis killed and restarted at once: the broken connection was counted');
+	# --- killed and restarted at once
+	$figures{faults}++;
+	$errors = status('errors');
+	kill 'KILL', $redis_pid;
+	waitpid($redis_pid, 0);
+	$redis_pid = undef;
+	redis_start();
+	$pushed = status('pushed');
+	ok(poll_until(sub { status('pushed') > $pushed && status('connected') eq 't' }, 20),
+		"$r: redis killed and restarted at once: pushes resume")
+	  and $figures{reconnects}++;
+	cmp_ok(status('errors'), '>', $errors,
+		"$r: redis killed and restarted at once: the broken connection was counted");
+}
 
 $bench->finish;
 like($out, qr/failed transactions: 0 /, 'pgbench during the faults: no statement failed') or diag($out);
@@ -128,12 +136,12 @@ cmp_ok(status('errors'), '>', 0, 'the outages were counted as errors');
 my $out2 = '';
 pgbench(2, \$out2)->finish;
 like($out2, qr/failed transactions: 0 /, 'pgbench after the faults: no statement failed');
-ok(poll_until(sub { pushed_v(key_of($q, '1')) eq 'written while redis was killed' }),
+ok(poll_until(sub { pushed_v(key_of($q, '1')) eq "written while redis was killed $rounds" }),
 	'the hot key has the value written while redis was dead');
 is( $node->safe_psql('postgres', 'SELECT sum(n) > 0 FROM counters'), 't', 'the writes were made');
 my $connects = () = PostgreSQL::Test::Utils::slurp_file($node->logfile, $log_start)
   =~ /perfkit redis pusher connected to/g;
-cmp_ok($connects, '>=', 3, "the pusher reconnected after every fault ($connects connections logged)");
+cmp_ok($connects, '>=', 3 * $rounds, "the pusher reconnected after every fault ($connects connections logged)");
 
 $node->stop('fast');
 ok($node->log_contains(qr/database system is shut down/), 'the server shuts down cleanly');
