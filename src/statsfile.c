@@ -8,9 +8,9 @@
  * in the middle of an update may have left the table inconsistent; the
  * server's own cumulative statistics are discarded then too), to a
  * temporary name first and then durably renamed, so a crash while saving
- * leaves either the old file or none.  At start the postmaster reads the file back before any
- * backend exists, so no locks are needed, and removes it, so that a later
- * crash cannot resurrect stale figures.
+ * leaves either the old file or none.  At start the postmaster reads the
+ * file back before any backend exists, so no locks are needed, and removes
+ * it, so that a later crash cannot resurrect stale figures.
  *
  * Format (native byte order, the same server build only):
  *	  header   magic, format version, server major version, histogram
