@@ -442,7 +442,8 @@ pk_indexbuild_launcher_main(Datum main_arg)
 	List	   *pending;
 	TimestampTz last_warning = 0;
 
-	pqsignal(SIGTERM, die);
+	/* SIGTERM ends the loop quietly (die() would log a FATAL at every shutdown) */
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
@@ -463,7 +464,7 @@ pk_indexbuild_launcher_main(Datum main_arg)
 	/* resume pending and interrupted builds wherever perfkit is installed */
 	pending = pk_ib_list_databases(cxt);
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		bool		rescan;
 		long		timeout;
@@ -495,10 +496,19 @@ pk_indexbuild_launcher_main(Datum main_arg)
 		if (pending != NIL)
 			timeout = Min(timeout, PK_IB_RECHECK_MS);
 
+		if (ShutdownRequestPending)
+			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+
+	/*
+	 * Exit status 1: outside a shutdown (an administrator's SIGTERM) the
+	 * postmaster starts the launcher again after bgw_restart_time, which
+	 * resumes what is pending; status 0 would unregister it for good.
+	 */
+	proc_exit(1);
 }
 
 /* ---------------------------------------------------------------------

@@ -479,5 +479,11 @@ pk_redis_worker_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 	pk_redis_disconnect(false);
-	proc_exit(0);
+	/*
+	 * Exit status 1: the postmaster starts the pusher again after
+	 * bgw_restart_time (a SIGTERM outside a shutdown, e.g. an administrator's
+	 * kill).  With status 0 it would unregister the worker for good: no push
+	 * until the next server restart.
+	 */
+	proc_exit(1);
 }

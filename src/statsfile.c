@@ -3,12 +3,14 @@
  * statsfile.c
  *	  Save the statistics table at clean shutdown and load it at start.
  *
- * The postmaster writes pg_stat/perfkit.stat when it exits normally (never
- * after a crash: the table may then be inconsistent), to a temporary name
- * first and then durably renamed, so a crash while saving leaves either the
- * old file or none.  At start the postmaster reads the file back before any
- * backend exists, so no locks are needed, and removes it, so that a later
- * crash cannot resurrect stale figures.
+ * The postmaster writes pg_stat/perfkit.stat when it exits after a clean
+ * shutdown (never after a crash or an immediate shutdown: processes killed
+ * in the middle of an update may have left the table inconsistent; the
+ * server's own cumulative statistics are discarded then too), to a
+ * temporary name first and then durably renamed, so a crash while saving
+ * leaves either the old file or none.  At start the postmaster reads the
+ * file back before any backend exists, so no locks are needed, and removes
+ * it, so that a later crash cannot resurrect stale figures.
  *
  * Format (native byte order, the same server build only):
  *	  header   magic, format version, server major version, histogram
@@ -18,15 +20,20 @@
  *	  trailer  CRC-32C of everything before it
  * A file that is missing is silently skipped; one that is truncated, has a
  * bad checksum or was written by another version is ignored with a LOG
- * line.  Write errors (a full disk) are logged, never raised.
+ * line; in every case the file is removed at start.  Write errors (a full
+ * disk, a read-only directory) are logged, never raised, and leave no
+ * temporary file.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xlog_internal.h"
+#include "catalog/pg_control.h"
 #include "port/pg_crc32c.h"
 #include "storage/fd.h"
 
@@ -58,7 +65,36 @@ pk_write(FILE *file, const void *data, size_t len, pg_crc32c *crc)
 	return fwrite(data, 1, len, file) == len;
 }
 
-/* on_shmem_exit callback of the postmaster: save the table */
+/*
+ * Whether the server shut down cleanly: pg_control says so once the shutdown
+ * checkpoint (or restartpoint, on a standby) was written.  An immediate
+ * shutdown exits the postmaster with status 0 too, without that checkpoint.
+ * Reads the file with plain system calls: no error may be raised here.
+ */
+static bool
+pk_clean_shutdown(void)
+{
+	ControlFileData control;
+	pg_crc32c	crc;
+	ssize_t		n;
+	int			fd;
+
+	fd = open(XLOG_CONTROL_FILE, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+		return false;
+	n = read(fd, &control, sizeof(control));
+	close(fd);
+	if (n != (ssize_t) sizeof(control))
+		return false;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &control, offsetof(ControlFileData, crc));
+	FIN_CRC32C(crc);
+	if (!EQ_CRC32C(crc, control.crc))
+		return false;
+	return control.state == DB_SHUTDOWNED || control.state == DB_SHUTDOWNED_IN_RECOVERY;
+}
+
+/* on_shmem_exit callback of the postmaster: save the table after a clean shutdown */
 void
 pk_statsfile_save(int code, Datum arg)
 {
@@ -71,6 +107,9 @@ pk_statsfile_save(int code, Datum arg)
 
 	/* after a crash the table may be inconsistent; when disabled, nothing to do */
 	if (code != 0 || !pk_save || pk_state == NULL || pk_hash == NULL)
+		return;
+	/* likewise after an immediate shutdown */
+	if (!pk_clean_shutdown())
 		return;
 
 	file = AllocateFile(PK_STATS_FILE_TMP, PG_BINARY_W);
@@ -121,7 +160,9 @@ pk_statsfile_save(int code, Datum arg)
 		unlink(PK_STATS_FILE_TMP);
 		return;
 	}
-	(void) durable_rename(PK_STATS_FILE_TMP, PK_STATS_FILE, LOG);
+	/* on failure (logged) leave no temporary file behind */
+	if (durable_rename(PK_STATS_FILE_TMP, PK_STATS_FILE, LOG) != 0)
+		unlink(PK_STATS_FILE_TMP);
 }
 
 /* Read the whole file into memory; NULL (logged) when impossible */
@@ -222,7 +263,15 @@ pk_statsfile_load(void)
 
 	buf = pk_read_file(&size);
 	if (buf == NULL)
+	{
+		/*
+		 * Missing, or unreadable or too large (logged): remove it anyway, so
+		 * that it can neither come back after a crash nor make the rename of
+		 * the next save fail (durable_rename opens an existing target).
+		 */
+		unlink(PK_STATS_FILE);
 		return;
+	}
 
 	if (size < (off_t) (sizeof(PkFileHeader) + sizeof(pg_crc32c)))
 		problem = "file is too short";
