@@ -57,14 +57,14 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
-else ifeq ($(filter test demo deps bench print-tests,$(MAKECMDGOALS)),)
+else ifeq ($(filter test demo deps bench valgrind print-tests,$(MAKECMDGOALS)),)
 $(error PostgreSQL server headers not found: run 'make deps' as root, or apt-get install postgresql-server-dev-15)
 endif
 
 # Every object depends on every header: a header change rebuilds everything (PGXS tracks none).
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
 
-.PHONY: test demo bench bench-instructions deps print-tests
+.PHONY: test demo bench bench-instructions valgrind deps print-tests
 
 deps:
 	@bash test/lib.sh deps
@@ -80,6 +80,10 @@ bench:
 
 bench-instructions:
 	@bash test/bench/instructions_per_statement.sh
+
+# The regression suite and the background workers under valgrind (slow: 10-30 minutes); not part of `make test`.
+valgrind:
+	@bash test/valgrind.sh
 
 # Lists of suites for the test runner.
 print-tests:
