@@ -12,7 +12,7 @@
  *	   equality or a range; an operator only a GIN, GiST or SP-GiST default
  *	   operator class knows maps to that method.  Filters that kept more
  *	   than half of the rows they saw, tables under PK_ADV_MIN_PAGES pages,
- *	   catalogs and other sessions' temporary tables are dropped here.
+ *	   catalogs and temporary tables are dropped here.
  *	2. Candidates per statement and table: equality columns first (the
  *	   columns most statements compare for equality leading), then one
  *	   range column, or the sort keys (ORDER BY ... LIMIT); join columns
@@ -27,7 +27,8 @@
  *	   statement when the planner uses it and the plan gets cheaper.
  *	4. Keep candidates whose call-weighted cost cut over the statements
  *	   they help reaches min_improvement; drop a multi-column candidate
- *	   when one of its prefixes alone gets 90% of its benefit; then choose
+ *	   when one of its prefixes alone gets 90% of its benefit on the same
+ *	   statements; then choose
  *	   greedily by score (benefit, reduced by up to half for tables that
  *	   are mostly written), each new index having to beat what the indexes
  *	   already chosen give the statements it helps.  Each statement is then
