@@ -28,10 +28,10 @@
  *	4. Keep candidates whose call-weighted cost cut over the statements
  *	   they help reaches min_improvement; drop a multi-column candidate
  *	   when one of its prefixes alone gets 90% of its benefit on the same
- *	   statements; then choose
- *	   greedily by score (benefit, reduced by up to half for tables that
- *	   are mostly written), each new index having to beat what the indexes
- *	   already chosen give the statements it helps.  Each statement is then
+ *	   statements; then choose greedily by score (benefit, reduced by up
+ *	   to half for tables that are mostly written), each new index having
+ *	   to beat what the indexes already chosen give the statements it
+ *	   helps.  Each statement is then
  *	   credited to the chosen index that serves it best; a chosen index
  *	   that is a prefix of another chosen one is dropped when the longer
  *	   one, planned for its statements too, is within 10% of its cost for
