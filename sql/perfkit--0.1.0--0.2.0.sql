@@ -92,13 +92,12 @@ BEGIN
     -- the loop below is perfkit's own, not an N+1 loop of the user's
     PERFORM perfkit._nplusone_quiet();
     FOR rec IN
-        SELECT r.relation, r.definition
+        SELECT r.relation, r.definition, c.relowner
         FROM perfkit._index_recommendations(min_improvement) AS r
         JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) r.relation
         ORDER BY r.score DESC, r.definition
     LOOP
-        IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class AS c
-                                       WHERE c.oid OPERATOR(pg_catalog.=) rec.relation), 'USAGE') THEN
+        IF NOT pg_catalog.pg_has_role(rec.relowner, 'USAGE') THEN
             RAISE NOTICE 'skipping the recommended index on %', rec.relation
                 USING DETAIL = 'Only the owner of the table can create an index on it.';
             CONTINUE;

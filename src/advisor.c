@@ -687,7 +687,7 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
 		t->cand = c;
 		t->stmt = sidx;
 		t->cost = p->planTree->total_cost;
-		t->used = pk_whatif_uses_index(p, c->hypo.fake_oid);
+		t->used = pk_whatif_uses_candidate(p);
 		trials = lappend(trials, t);
 		MemoryContextSwitchTo(old);
 	}
@@ -1213,7 +1213,7 @@ pk_adv_emit(ReturnSetInfo *rsinfo, List *chosen, PkAdvStmt *stmts, bool full)
 		values[col++] = Float8GetDatum(c->before);
 		values[col++] = Float8GetDatum(c->after);
 		values[col++] = Float8GetDatum(c->improvement);
-		values[col++] = Int64GetDatum((int64) (pk_whatif_estimate_pages(&c->hypo, tuples) * BLCKSZ));
+		values[col++] = Int64GetDatum((int64) (pk_whatif_estimate_pages(&c->hypo, tuples, NULL) * BLCKSZ));
 		if (full)
 		{
 			values[col++] = Float8GetDatum(c->write_ratio);

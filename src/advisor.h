@@ -71,7 +71,6 @@ typedef struct PkAdvEntry
 	Oid			paramtypes[PK_ADV_MAX_PARAMS];
 	int			text_len;		/* bytes of statement text in text[] */
 	int			path_len;		/* bytes of search_path after it */
-	int			params_len;		/* bytes of parameter values after that */
 	char		text[PK_ADV_TEXT_SIZE]; /* "text\0path\0" + per param 'n' or 'v'value"\0" */
 } PkAdvEntry;
 
@@ -89,7 +88,6 @@ extern void pk_advisor_executor_end(QueryDesc *queryDesc, int level);
 extern int	pk_quals_from_planstate(QueryDesc *queryDesc, PkQual *quals, int max);
 extern PkAdvEntry *pk_advisor_snapshot(Oid dbid, int *count);
 extern void pk_advisor_reset(void);
-extern int64 pk_advisor_dropped(void);
 extern bool pk_advisor_loaded(void);
 
 /* whatif.c: hypothetical indexes */
@@ -102,13 +100,12 @@ typedef struct PkHypoIndex
 	Oid			opclasses[PK_ADV_MAX_COLUMNS];
 	bool		desc[PK_ADV_MAX_COLUMNS];
 	bool		nulls_first[PK_ADV_MAX_COLUMNS];
-	Oid			fake_oid;		/* the IndexOptInfo's indexoid while planned */
 } PkHypoIndex;
 
 extern void pk_whatif_install_hook(void);
-extern double pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples);
+extern double pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples, int *height);
 extern PlannedStmt *pk_whatif_plan(Query *query, const char *text, ParamListInfo params,
 								   PkHypoIndex *hypo);
-extern bool pk_whatif_uses_index(PlannedStmt *pstmt, Oid indexoid);
+extern bool pk_whatif_uses_candidate(PlannedStmt *pstmt);
 
 #endif							/* PERFKIT_ADVISOR_H */

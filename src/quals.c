@@ -64,8 +64,6 @@ double		pk_advisor_min_improvement = 20.0;
 typedef struct PkAdvState
 {
 	LWLock	   *lock;			/* protects the hash table's structure */
-	slock_t		mutex;			/* protects the counters below */
-	int64		dropped;		/* statements not kept (table full of newer ones) */
 } PkAdvState;
 
 static PkAdvState *pk_adv_state = NULL;
@@ -137,11 +135,7 @@ pk_advisor_shmem_init(void)
 
 	pk_adv_state = ShmemInitStruct("perfkit advisor", sizeof(PkAdvState), &found);
 	if (!found)
-	{
 		pk_adv_state->lock = &(GetNamedLWLockTranche("perfkit"))[3].lock;
-		SpinLockInit(&pk_adv_state->mutex);
-		pk_adv_state->dropped = 0;
-	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkAdvKey);
 	info.entrysize = sizeof(PkAdvEntry);
@@ -484,7 +478,7 @@ pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc, const PkAdvSample *s
 	int			i;
 
 	e->nparams = -1;
-	e->text_len = e->path_len = e->params_len = 0;
+	e->text_len = e->path_len = 0;
 	if (source == NULL)
 		return;
 	if (location < 0 || location > (int) strlen(source))
@@ -511,7 +505,6 @@ pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc, const PkAdvSample *s
 		Oid			typoutput;
 		bool		varlena;
 		bool		fits;
-		int			start = used;
 
 		e->paramtypes[i] = prm->ptype;
 		if (!OidIsValid(prm->ptype))
@@ -538,7 +531,6 @@ pk_fill_representative(PkAdvEntry *e, QueryDesc *queryDesc, const PkAdvSample *s
 			e->nparams = -1;
 			return;
 		}
-		e->params_len += used - start;
 	}
 	e->nparams = params->numParams;
 }
@@ -565,6 +557,16 @@ pk_merge_quals(PkAdvEntry *e, const PkQual *quals, int count)
 		if (j == e->nquals)
 			e->quals[e->nquals++] = *q;
 	}
+}
+
+/* Count one more sampled execution of an entry and add its new predicates */
+static void
+pk_adv_add_sample(PkAdvEntry *e, const PkQual *quals, int count)
+{
+	SpinLockAcquire(&e->mutex);
+	e->samples++;
+	pk_merge_quals(e, quals, count);
+	SpinLockRelease(&e->mutex);
 }
 
 /* Order entries by samples, fewest first */
@@ -629,10 +631,7 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	e = hash_search(pk_adv_hash, &key, HASH_FIND, NULL);
 	if (e != NULL)
 	{
-		SpinLockAcquire(&e->mutex);
-		e->samples++;
-		pk_merge_quals(e, quals, count);
-		SpinLockRelease(&e->mutex);
+		pk_adv_add_sample(e, quals, count);
 		LWLockRelease(pk_adv_state->lock);
 		return;
 	}
@@ -647,27 +646,19 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	LWLockAcquire(pk_adv_state->lock, LW_EXCLUSIVE);
 	if (hash_get_num_entries(pk_adv_hash) >= pk_advisor_max_entries())
 		pk_adv_evict_locked();
+	/* eviction made room in the preallocated table: NULL only if it failed */
 	e = hash_search(pk_adv_hash, &key, HASH_ENTER_NULL, &found);
-	if (e == NULL)
-	{
-		SpinLockAcquire(&pk_adv_state->mutex);
-		pk_adv_state->dropped++;
-		SpinLockRelease(&pk_adv_state->mutex);
-	}
-	else if (!found)
+	if (e != NULL && !found)
 	{
 		memcpy((char *) e + offsetof(PkAdvEntry, samples),
 			   (char *) fresh + offsetof(PkAdvEntry, samples),
 			   sizeof(PkAdvEntry) - offsetof(PkAdvEntry, samples));
 		SpinLockInit(&e->mutex);
 	}
-	else
+	else if (e != NULL)
 	{
 		/* another backend created it meanwhile */
-		SpinLockAcquire(&e->mutex);
-		e->samples++;
-		pk_merge_quals(e, quals, count);
-		SpinLockRelease(&e->mutex);
+		pk_adv_add_sample(e, quals, count);
 	}
 	LWLockRelease(pk_adv_state->lock);
 	pfree(fresh);
@@ -710,22 +701,7 @@ pk_advisor_reset(void)
 	hash_seq_init(&hs, pk_adv_hash);
 	while ((e = hash_seq_search(&hs)) != NULL)
 		hash_search(pk_adv_hash, &e->key, HASH_REMOVE, NULL);
-	SpinLockAcquire(&pk_adv_state->mutex);
-	pk_adv_state->dropped = 0;
-	SpinLockRelease(&pk_adv_state->mutex);
 	LWLockRelease(pk_adv_state->lock);
-}
-
-/* Statements not kept for lack of room since the last reset */
-int64
-pk_advisor_dropped(void)
-{
-	int64		dropped;
-
-	SpinLockAcquire(&pk_adv_state->mutex);
-	dropped = pk_adv_state->dropped;
-	SpinLockRelease(&pk_adv_state->mutex);
-	return dropped;
 }
 
 /* True once the advisor's shared memory is attached (perfkit preloaded) */

@@ -16,7 +16,7 @@
  *
  * The hypothetical index has a fake OID (PK_WHATIF_FAKE_OID, from the
  * top of the OID space, where PostgreSQL does not hand out OIDs for
- * indexes in practice); pk_whatif_uses_index() looks for it in the plan.
+ * indexes in practice); pk_whatif_uses_candidate() looks for it in the plan.
  * The planner is called directly (standard_planner), so planner hooks of
  * other extensions never see these plans; perfkit's own planner_hook hides
  * the candidate from plannings nested in it (queries of functions that the
@@ -77,40 +77,31 @@ pk_tuples_per_page(const PkHypoIndex *hypo)
 	return Max(floor(usable / (MAXALIGN((Size) width) + sizeof(ItemIdData))), 2.0);
 }
 
-/* Pessimistic size in pages of the candidate over a table of `tuples` rows */
+/*
+ * Pessimistic size in pages of the candidate over a table of `tuples` rows;
+ * *height (if not NULL) receives the number of levels above the leaves
+ */
 double
-pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples)
+pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples, int *height)
 {
 	double		per_page = pk_tuples_per_page(hypo);
 	double		level = ceil(Max(tuples, 1.0) / per_page);
 	double		pages = level + 1;	/* leaves and the metapage */
+	int			levels = 0;
 
 	while (level > 1)
 	{
 		level = ceil(level / per_page);
 		pages += level;
+		levels++;
 	}
+	if (height != NULL)
+		*height = levels;
 	pages *= 1.10;
 	/* entry trees and signature trees are larger than a btree over the same columns */
 	if (hypo->amoid != BTREE_AM_OID)
 		pages *= 2;
 	return ceil(pages);
-}
-
-/* Levels above the leaves of the candidate */
-static int
-pk_tree_height(const PkHypoIndex *hypo, double tuples)
-{
-	double		per_page = pk_tuples_per_page(hypo);
-	double		level = ceil(Max(tuples, 1.0) / per_page);
-	int			height = 0;
-
-	while (level > 1)
-	{
-		level = ceil(level / per_page);
-		height++;
-	}
-	return height;
 }
 
 /* The planner's description of the hypothetical index on rel */
@@ -122,7 +113,7 @@ pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
 	int			n = hypo->ncolumns;
 	int			i;
 
-	info->indexoid = hypo->fake_oid;
+	info->indexoid = PK_WHATIF_FAKE_OID;
 	info->reltablespace = rel->reltablespace;
 	info->rel = rel;
 	info->ncolumns = info->nkeycolumns = n;
@@ -175,8 +166,8 @@ pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
 	info->amcostestimate = am->amcostestimate;
 
 	info->tuples = rel->tuples;
-	info->pages = (BlockNumber) Min(pk_whatif_estimate_pages(hypo, rel->tuples), (double) MaxBlockNumber);
-	info->tree_height = pk_tree_height(hypo, rel->tuples);
+	info->pages = (BlockNumber) Min(pk_whatif_estimate_pages(hypo, rel->tuples, &info->tree_height),
+									(double) MaxBlockNumber);
 	info->unique = false;
 	info->immediate = true;
 	info->hypothetical = true;
@@ -238,8 +229,6 @@ pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex
 	PkHypoIndex *saved = pk_whatif_active;
 	PlannedStmt *pstmt;
 
-	if (hypo != NULL)
-		hypo->fake_oid = PK_WHATIF_FAKE_OID;
 	pk_whatif_active = hypo;
 	PG_TRY();
 	{
@@ -298,17 +287,17 @@ pk_plan_uses(Plan *plan, Oid indexoid)
 	return pk_plan_uses(plan->lefttree, indexoid) || pk_plan_uses(plan->righttree, indexoid);
 }
 
-/* True when the planned statement (subplans included) uses the index */
+/* True when the planned statement (subplans included) uses the hypothetical index */
 bool
-pk_whatif_uses_index(PlannedStmt *pstmt, Oid indexoid)
+pk_whatif_uses_candidate(PlannedStmt *pstmt)
 {
 	ListCell   *lc;
 
-	if (pk_plan_uses(pstmt->planTree, indexoid))
+	if (pk_plan_uses(pstmt->planTree, PK_WHATIF_FAKE_OID))
 		return true;
 	foreach(lc, pstmt->subplans)
 	{
-		if (pk_plan_uses((Plan *) lfirst(lc), indexoid))
+		if (pk_plan_uses((Plan *) lfirst(lc), PK_WHATIF_FAKE_OID))
 			return true;
 	}
 	return false;
