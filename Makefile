@@ -8,29 +8,7 @@
 EXTENSION   = perfkit
 EXTVERSION  = 0.2.0
 MODULE_big  = perfkit
-OBJS = \
-	src/perfkit.o \
-	src/hooks.o \
-	src/histogram.o \
-	src/normalize.o \
-	src/stats.o \
-	src/statsfile.o \
-	src/slowlog.o \
-	src/nplusone.o \
-	src/views.o \
-	src/indexbuild.o \
-	src/indexbuild_worker.o \
-	src/rediscache.o \
-	src/redisconn.o \
-	src/redisfuncs.o \
-	src/redisjson.o \
-	src/redisqueue.o \
-	src/rediswrites.o \
-	src/redissafe.o \
-	src/redis_worker.o \
-	src/quals.o \
-	src/whatif.o \
-	src/advisor.o
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 
 # perfkit--0.1.0.sql is the released base script; each later version adds an upgrade script
 # (never edit a released script). CREATE EXTENSION runs the base script and then the upgrades.
@@ -62,7 +40,7 @@ $(error PostgreSQL server headers not found: run 'make deps' as root, or apt-get
 endif
 
 # Every object depends on every header: a header change rebuilds everything (PGXS tracks none).
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard src/*/*.h)
 
 .PHONY: test demo bench bench-instructions valgrind deps print-tests
 

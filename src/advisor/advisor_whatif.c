@@ -1,0 +1,304 @@
+/*-------------------------------------------------------------------------
+ *
+ * whatif.c
+ *	  Index advisor, what-if planning: plan a statement as if a candidate
+ *	  index existed, without creating it and without executing anything.
+ *
+ * perfkit's get_relation_info_hook adds one hypothetical IndexOptInfo
+ * (hypothetical = true) to the planner's view of the candidate's table
+ * while pk_whatif_plan() runs the planner; at any other time the hook
+ * only chains.  The planner costs the hypothetical index with the access
+ * method's own cost estimator, from a size computed here: leaf tuples of
+ * the average column widths (pg_statistic, else the type's), pages filled
+ * to the default 90%, plus the inner levels and metapage, then 10% more
+ * for bloat, so that the estimate errs on the large side and an existing
+ * real index of the same shape still wins a tie.
+ *
+ * The hypothetical index has a fake OID (PK_WHATIF_FAKE_OID, from the
+ * top of the OID space, where PostgreSQL does not hand out OIDs for
+ * indexes in practice); pk_whatif_uses_candidate() looks for it in the plan.
+ * The planner is called directly (standard_planner), so planner hooks of
+ * other extensions never see these plans; perfkit's own planner_hook hides
+ * the candidate from plannings nested in it (queries of functions that the
+ * planner evaluates), which must see the real catalog only.
+ *
+ * No locks or shared memory: all of this is backend-local.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/amapi.h"
+#include "access/itup.h"
+#include "catalog/pg_am.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/plancat.h"
+#include "optimizer/planner.h"
+#include "storage/bufpage.h"
+#include "utils/lsyscache.h"
+
+#include "advisor/advisor.h"
+
+#define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
+
+static get_relation_info_hook_type prev_get_relation_info = NULL;
+static planner_hook_type prev_planner = NULL;
+
+/* The candidate being planned, or NULL */
+static PkHypoIndex *pk_whatif_active = NULL;
+
+/* Average stored width of a column, bytes */
+static int32
+pk_column_width(Oid relid, AttrNumber attnum)
+{
+	int32		width = get_attavgwidth(relid, attnum);
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+
+	if (width > 0)
+		return width;
+	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &collid);
+	return get_typavgwidth(typid, typmod);
+}
+
+/* Index tuples per page of the candidate */
+static double
+pk_tuples_per_page(const PkHypoIndex *hypo)
+{
+	double		width = sizeof(IndexTupleData);
+	double		usable = (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(16)) * 0.90;
+	int			i;
+
+	for (i = 0; i < hypo->ncolumns; i++)
+		width += pk_column_width(hypo->relid, hypo->attnums[i]);
+	return Max(floor(usable / (MAXALIGN((Size) width) + sizeof(ItemIdData))), 2.0);
+}
+
+/*
+ * Pessimistic size in pages of the candidate over a table of `tuples` rows;
+ * *height (if not NULL) receives the number of levels above the leaves
+ */
+double
+pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples, int *height)
+{
+	double		per_page = pk_tuples_per_page(hypo);
+	double		level = ceil(Max(tuples, 1.0) / per_page);
+	double		pages = level + 1;	/* leaves and the metapage */
+	int			levels = 0;
+
+	while (level > 1)
+	{
+		level = ceil(level / per_page);
+		pages += level;
+		levels++;
+	}
+	if (height != NULL)
+		*height = levels;
+	pages *= 1.10;
+	/* entry trees and signature trees are larger than a btree over the same columns */
+	if (hypo->amoid != BTREE_AM_OID)
+		pages *= 2;
+	return ceil(pages);
+}
+
+/* The planner's description of the hypothetical index on rel */
+static IndexOptInfo *
+pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
+{
+	IndexOptInfo *info = makeNode(IndexOptInfo);
+	IndexAmRoutine *am = GetIndexAmRoutineByAmId(hypo->amoid, false);
+	int			n = hypo->ncolumns;
+	int			i;
+
+	info->indexoid = PK_WHATIF_FAKE_OID;
+	info->reltablespace = rel->reltablespace;
+	info->rel = rel;
+	info->ncolumns = info->nkeycolumns = n;
+	info->indexkeys = palloc(sizeof(int) * n);
+	info->indexcollations = palloc(sizeof(Oid) * n);
+	info->opfamily = palloc(sizeof(Oid) * n);
+	info->opcintype = palloc(sizeof(Oid) * n);
+	info->canreturn = palloc(sizeof(bool) * n);
+	info->opclassoptions = palloc0(sizeof(bytea *) * n);
+	info->relam = hypo->amoid;
+
+	for (i = 0; i < n; i++)
+	{
+		Oid			typid;
+		int32		typmod;
+		Oid			collid;
+
+		get_atttypetypmodcoll(hypo->relid, hypo->attnums[i], &typid, &typmod, &collid);
+		info->indexkeys[i] = hypo->attnums[i];
+		info->indexcollations[i] = collid;
+		info->opfamily[i] = get_opclass_family(hypo->opclasses[i]);
+		info->opcintype[i] = get_opclass_input_type(hypo->opclasses[i]);
+		info->canreturn[i] = am->amcanreturn != NULL && hypo->amoid == BTREE_AM_OID;
+		info->indextlist = lappend(info->indextlist,
+								   makeTargetEntry((Expr *) makeVar(rel->relid, hypo->attnums[i],
+																	typid, typmod, collid, 0),
+												   i + 1, NULL, false));
+	}
+
+	if (hypo->amoid == BTREE_AM_OID)
+	{
+		info->sortopfamily = info->opfamily;
+		info->reverse_sort = palloc(sizeof(bool) * n);
+		info->nulls_first = palloc(sizeof(bool) * n);
+		for (i = 0; i < n; i++)
+		{
+			info->reverse_sort[i] = hypo->desc[i];
+			info->nulls_first[i] = hypo->nulls_first[i];
+		}
+	}
+
+	info->amcanorderbyop = am->amcanorderbyop;
+	info->amoptionalkey = am->amoptionalkey;
+	info->amsearcharray = am->amsearcharray;
+	info->amsearchnulls = am->amsearchnulls;
+	info->amcanparallel = am->amcanparallel;
+	info->amhasgettuple = am->amgettuple != NULL;
+	info->amhasgetbitmap = am->amgetbitmap != NULL;
+	info->amcanmarkpos = am->ammarkpos != NULL && am->amrestrpos != NULL;
+	info->amcostestimate = am->amcostestimate;
+
+	info->tuples = rel->tuples;
+	info->pages = (BlockNumber) Min(pk_whatif_estimate_pages(hypo, rel->tuples, &info->tree_height),
+									(double) MaxBlockNumber);
+	info->unique = false;
+	info->immediate = true;
+	info->hypothetical = true;
+	return info;
+}
+
+/* get_relation_info_hook: add the active candidate to its table's indexes */
+static void
+pk_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent, RelOptInfo *rel)
+{
+	if (prev_get_relation_info)
+		prev_get_relation_info(root, relationObjectId, inhparent, rel);
+	if (pk_whatif_active != NULL && !inhparent && relationObjectId == pk_whatif_active->relid)
+		rel->indexlist = lcons(pk_hypothetical_index(rel, pk_whatif_active), rel->indexlist);
+}
+
+/*
+ * planner_hook: a planning that starts while a candidate is being planned
+ * (a query of a function the planner evaluates) must not see the candidate
+ */
+static PlannedStmt *
+pk_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
+{
+	PkHypoIndex *saved = pk_whatif_active;
+	PlannedStmt *result;
+
+	if (saved == NULL)
+		return prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
+			: standard_planner(parse, query_string, cursorOptions, boundParams);
+	pk_whatif_active = NULL;
+	PG_TRY();
+	{
+		result = prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
+			: standard_planner(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		pk_whatif_active = saved;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* Install the planner hooks (from _PG_init) */
+void
+pk_whatif_install_hook(void)
+{
+	prev_get_relation_info = get_relation_info_hook;
+	get_relation_info_hook = pk_get_relation_info;
+	prev_planner = planner_hook;
+	planner_hook = pk_planner;
+}
+
+/* Plan a copy of query, with the hypothetical index hypo if not NULL */
+PlannedStmt *
+pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex *hypo)
+{
+	Query	   *copy = copyObject(query);
+	PkHypoIndex *saved = pk_whatif_active;
+	PlannedStmt *pstmt;
+
+	pk_whatif_active = hypo;
+	PG_TRY();
+	{
+		pstmt = standard_planner(copy, text, CURSOR_OPT_PARALLEL_OK, params);
+	}
+	PG_FINALLY();
+	{
+		pk_whatif_active = saved;
+	}
+	PG_END_TRY();
+	return pstmt;
+}
+
+/* True when the plan tree scans the index */
+static bool
+pk_plan_uses(Plan *plan, Oid indexoid)
+{
+	ListCell   *lc;
+	List	   *children = NIL;
+
+	if (plan == NULL)
+		return false;
+	switch (nodeTag(plan))
+	{
+		case T_IndexScan:
+			return ((IndexScan *) plan)->indexid == indexoid;
+		case T_IndexOnlyScan:
+			return ((IndexOnlyScan *) plan)->indexid == indexoid;
+		case T_BitmapIndexScan:
+			return ((BitmapIndexScan *) plan)->indexid == indexoid;
+		case T_Append:
+			children = ((Append *) plan)->appendplans;
+			break;
+		case T_MergeAppend:
+			children = ((MergeAppend *) plan)->mergeplans;
+			break;
+		case T_BitmapAnd:
+			children = ((BitmapAnd *) plan)->bitmapplans;
+			break;
+		case T_BitmapOr:
+			children = ((BitmapOr *) plan)->bitmapplans;
+			break;
+		case T_SubqueryScan:
+			return pk_plan_uses(((SubqueryScan *) plan)->subplan, indexoid);
+		case T_CustomScan:
+			children = ((CustomScan *) plan)->custom_plans;
+			break;
+		default:
+			break;
+	}
+	foreach(lc, children)
+	{
+		if (pk_plan_uses((Plan *) lfirst(lc), indexoid))
+			return true;
+	}
+	return pk_plan_uses(plan->lefttree, indexoid) || pk_plan_uses(plan->righttree, indexoid);
+}
+
+/* True when the planned statement (subplans included) uses the hypothetical index */
+bool
+pk_whatif_uses_candidate(PlannedStmt *pstmt)
+{
+	ListCell   *lc;
+
+	if (pk_plan_uses(pstmt->planTree, PK_WHATIF_FAKE_OID))
+		return true;
+	foreach(lc, pstmt->subplans)
+	{
+		if (pk_plan_uses((Plan *) lfirst(lc), PK_WHATIF_FAKE_OID))
+			return true;
+	}
+	return false;
+}

@@ -1,0 +1,336 @@
+/*-------------------------------------------------------------------------
+ *
+ * hooks.c
+ *	  Executor and utility hooks: time every statement and record it.
+ *
+ * The semantics follow pg_stat_statements so that both report the same
+ * calls and rows for a query id when loaded together:
+ *	- post_parse_analyze creates the entry of a new optimizable statement
+ *	  while the positions of its constants are known, so its text can be
+ *	  normalized;
+ *	- ExecutorStart asks for whole-query instrumentation (timer and buffer
+ *	  usage) when the statement will be recorded, and for per-node
+ *	  instrumentation when perfkit.slow_analyze wants actual figures in the
+ *	  plans of slow statements;
+ *	- ExecutorRun/Finish and ProcessUtility keep pk_nesting_level, the depth
+ *	  of statements run inside functions (perfkit.track = all records them
+ *	  with toplevel = false);
+ *	- ExecutorEnd and ProcessUtility publish the execution (stats.c);
+ *	  ExecutorEnd also captures executions above perfkit.slow_threshold
+ *	  (slowlog.c) while their plan state still exists;
+ *	- the N+1 detector (nplusone.c) reads each statement's constants at
+ *	  parse time, taps the rows of row-returning statements in ExecutorRun
+ *	  and follows loops in ExecutorEnd;
+ *	- the index advisor (quals.c) samples statements at ExecutorStart and
+ *	  keeps their predicates at ExecutorEnd.
+ * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
+ * prepared statement's own executor run is.
+ *
+ * Every hook chains to the one installed before it.  No hook allocates
+ * beyond the statement's memory, and none does I/O.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "executor/executor.h"
+#include "executor/instrument.h"
+#include "parser/analyze.h"
+#include "tcop/utility.h"
+
+#include "advisor/advisor.h"
+#include "nplusone/nplusone.h"
+#include "redis/redis.h"
+#include "slowlog/slowlog.h"
+#include "stats/stats.h"
+
+int			pk_nesting_level = 0;
+
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Utility statements timed as themselves (EXECUTE etc. are timed by the executor) */
+#define PK_TIMED_UTILITY(node) \
+	(!IsA(node, ExecuteStmt) && !IsA(node, PrepareStmt) && !IsA(node, DeallocateStmt))
+
+/* True when perfkit's shared memory exists and this level is tracked */
+static inline bool
+pk_active(void)
+{
+	return pk_state != NULL && pk_tracking(pk_nesting_level);
+}
+
+/* Create the entry of a new statement with its normalized text */
+static void
+pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	PkStatsKey	key;
+
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+
+	pk_nplus_note_parse(query, pk_nesting_level);
+
+	if (!pk_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL)
+		return;
+	/* without constants the text needs no normalizing: ExecutorEnd creates it */
+	if (jstate == NULL || jstate->clocations_count == 0)
+		return;
+
+	pk_stats_make_key(&key, query->queryId, pk_nesting_level == 0);
+	pk_stats_ensure_entry(&key, jstate, pstate->p_sourcetext,
+						  query->stmt_location, query->stmt_len);
+}
+
+/* Ask for whole-query instrumentation when the statement will be recorded or followed */
+static void
+pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	/* per-node figures for slow plans: costly, so only on request */
+	if (pk_slow_analyze && pk_slow_threshold >= 0 && pk_active() &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+		queryDesc->instrument_options |= INSTRUMENT_TIMER | INSTRUMENT_ROWS;
+	/* the index advisor counts rows per node in the statements it samples */
+	pk_advisor_executor_start(queryDesc, eflags, pk_nesting_level);
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+
+	pk_redis_executor_start(queryDesc, eflags);
+
+	if (pk_nesting_level == 0)
+		pk_nplus_note_toplevel(queryDesc->plannedstmt->queryId);
+
+	if ((pk_active() || pk_nplus_enabled) && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
+		queryDesc->totaltime == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(queryDesc->estate->es_query_cxt);
+
+		queryDesc->totaltime = InstrAlloc(1, INSTRUMENT_ALL, false);
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+/* Run the plan one nesting level deeper */
+static void
+pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+			   bool execute_once)
+{
+	DestReceiver *dest = queryDesc->dest;
+	DestReceiver *tap = pk_nplus_tap(queryDesc, queryDesc->plannedstmt->queryId);
+
+	/* the N+1 detector, then the Redis capture, see the rows on their way to the client */
+	if (tap != NULL)
+		queryDesc->dest = tap;
+	tap = pk_redis_tap(queryDesc);
+	if (tap != NULL)
+		queryDesc->dest = tap;
+	pk_nesting_level++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		pk_nesting_level--;
+		queryDesc->dest = dest;
+	}
+	PG_END_TRY();
+}
+
+/* Finish the plan (AFTER triggers) one nesting level deeper */
+static void
+pk_ExecutorFinish(QueryDesc *queryDesc)
+{
+	pk_nesting_level++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		pk_nesting_level--;
+	}
+	PG_END_TRY();
+}
+
+/* Publish the finished execution */
+static void
+pk_ExecutorEnd(QueryDesc *queryDesc)
+{
+	uint64		queryid = queryDesc->plannedstmt->queryId;
+	Instrumentation *instr = queryDesc->totaltime;
+	double		duration_ms = 0;
+	TimestampTz end_time = 0;
+
+	if (instr != NULL)
+	{
+		/* ends the timing loop; harmless if another extension already did */
+		InstrEndLoop(instr);
+		duration_ms = instr->total * 1000.0;
+	}
+
+	/* one clock read serves the N+1 detector and the statistics */
+	if (queryid != UINT64CONST(0) && (pk_nplus_enabled || pk_active()))
+		end_time = GetCurrentTimestamp();
+
+	pk_nplus_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level, end_time);
+
+	if (queryid != UINT64CONST(0) && instr != NULL && pk_active())
+	{
+		PkExecution exec;
+		PkStatsKey	key;
+
+		memset(&exec, 0, sizeof(exec));
+		exec.end_time = end_time;
+		exec.duration_ms = duration_ms;
+		exec.rows = queryDesc->estate->es_processed;
+		exec.shared_blks_hit = instr->bufusage.shared_blks_hit;
+		exec.shared_blks_read = instr->bufusage.shared_blks_read;
+		exec.temp_blks_written = instr->bufusage.temp_blks_written;
+		exec.slow = pk_is_slow(exec.duration_ms);
+
+		if (exec.slow)
+			pk_slowlog_capture(queryDesc, queryid, exec.duration_ms, exec.rows);
+
+		pk_stats_make_key(&key, queryid, pk_nesting_level == 0);
+		pk_stats_record(&key, queryDesc->sourceText,
+						queryDesc->plannedstmt->stmt_location,
+						queryDesc->plannedstmt->stmt_len, &exec);
+	}
+
+	pk_redis_executor_end(queryDesc);
+	pk_advisor_executor_end(queryDesc, pk_nesting_level);
+
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/* Rows a utility statement reports, as pg_stat_statements counts them */
+static int64
+pk_utility_rows(const QueryCompletion *qc)
+{
+	if (qc == NULL)
+		return 0;
+	switch (qc->commandTag)
+	{
+		case CMDTAG_COPY:
+		case CMDTAG_FETCH:
+		case CMDTAG_SELECT:
+		case CMDTAG_REFRESH_MATERIALIZED_VIEW:
+			return (int64) qc->nprocessed;
+		default:
+			return 0;
+	}
+}
+
+/* Call the next ProcessUtility in the chain */
+static inline void
+pk_next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/* Time a utility statement (DDL, COPY, ...) when perfkit.track_utility is on */
+static void
+pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+				  bool readOnlyTree, ProcessUtilityContext context,
+				  ParamListInfo params, QueryEnvironment *queryEnv,
+				  DestReceiver *dest, QueryCompletion *qc)
+{
+	/* read before the chain runs: other extensions may clear it */
+	uint64		queryid = pstmt->queryId;
+	int			location = pstmt->stmt_location;
+	int			len = pstmt->stmt_len;
+	instr_time	start;
+	instr_time	duration;
+	BufferUsage bufstart;
+	BufferUsage bufdelta;
+	PkExecution exec;
+	PkStatsKey	key;
+
+	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
+		pk_nplus_note_toplevel(queryid);
+
+	pk_redis_utility(pstmt);
+
+	if (!pk_track_utility || !pk_active() || queryid == UINT64CONST(0) ||
+		!PK_TIMED_UTILITY(pstmt->utilityStmt))
+	{
+		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							   params, queryEnv, dest, qc);
+		return;
+	}
+
+	bufstart = pgBufferUsage;
+	INSTR_TIME_SET_CURRENT(start);
+	pk_nesting_level++;
+	PG_TRY();
+	{
+		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							   params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		pk_nesting_level--;
+	}
+	PG_END_TRY();
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+
+	memset(&bufdelta, 0, sizeof(bufdelta));
+	BufferUsageAccumDiff(&bufdelta, &pgBufferUsage, &bufstart);
+
+	memset(&exec, 0, sizeof(exec));
+	exec.duration_ms = INSTR_TIME_GET_MILLISEC(duration);
+	exec.rows = pk_utility_rows(qc);
+	exec.shared_blks_hit = bufdelta.shared_blks_hit;
+	exec.shared_blks_read = bufdelta.shared_blks_read;
+	exec.temp_blks_written = bufdelta.temp_blks_written;
+	exec.slow = pk_is_slow(exec.duration_ms);
+	exec.end_time = GetCurrentTimestamp();
+
+	pk_stats_make_key(&key, queryid, pk_nesting_level == 0);
+	pk_stats_record(&key, queryString, location, len, &exec);
+}
+
+/* Install the hooks of this file, saving the previous ones */
+void
+pk_install_executor_hooks(void)
+{
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = pk_post_parse_analyze;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = pk_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = pk_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = pk_ExecutorFinish;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = pk_ExecutorEnd;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = pk_ProcessUtility;
+}

@@ -1,0 +1,538 @@
+/*-------------------------------------------------------------------------
+ *
+ * redissafe.c
+ *	  What may be pushed to Redis: the statement's text, its plan, the
+ *	  relations it reads, and the user's exclusions.
+ *
+ * A pushed result must be exactly what any later execution of the same
+ * text with the same parameters by the same role would return, until a
+ * write to one of the relations it read is committed (then it is
+ * invalidated).  So a result is pushed only when:
+ *	- the source text holds this one statement (the key hashes it);
+ *	- the plan is a plain SELECT: no FOR UPDATE/SHARE, no data-modifying
+ *	  WITH, no node whose output perfkit cannot reason about (foreign and
+ *	  custom scans, TABLESAMPLE, transition tables);
+ *	- every function, operator, aggregate and cast it calls is IMMUTABLE,
+ *	  and it uses no clock or session value other than the current role
+ *	  and database (which are part of the key);
+ *	- every relation it reads is an ordinary, partitioned or materialized
+ *	  table or a view, permanent (not temporary or unlogged), without row
+ *	  level security, and not a system catalog.
+ * The relations are recorded with their write generations; a partition
+ * read directly is also linked to its ancestors, because rows inserted
+ * through the parent are counted as writes of the parent.
+ *
+ * Everything here is read-only and runs only for hot statements: a walk of
+ * the plan tree and a syscache lookup per relation, no table scans (except
+ * pg_inherits for a partition queried directly).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pathnodes.h"
+#include "parser/scansup.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
+
+#include "redis/redis.h"
+
+/* Parsed perfkit.redis_exclude_queries */
+typedef struct PkExcludeQueries
+{
+	int			n;
+	int64		ids[FLEXIBLE_ARRAY_MEMBER];
+} PkExcludeQueries;
+
+/* One entry of perfkit.redis_exclude_tables: table or schema.table */
+typedef struct PkExcludeTable
+{
+	char		schema[NAMEDATALEN];	/* "" = any schema */
+	char		name[NAMEDATALEN];
+} PkExcludeTable;
+
+/* Parsed perfkit.redis_exclude_tables */
+typedef struct PkExcludeTables
+{
+	int			n;
+	PkExcludeTable tables[FLEXIBLE_ARRAY_MEMBER];
+} PkExcludeTables;
+
+static PkExcludeQueries *pk_excluded_queries = NULL;
+static PkExcludeTables *pk_excluded_tables = NULL;
+
+/* Callback of check_functions_in_node: true for a function that is not immutable */
+static bool
+pk_not_immutable(Oid funcid, void *context)
+{
+	return func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
+}
+
+/* True when an expression calls something whose result is not a function of its input */
+static bool
+pk_unsafe_expr(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, pk_not_immutable, NULL))
+		return true;
+	if (IsA(node, SQLValueFunction))
+	{
+		switch (((SQLValueFunction *) node)->op)
+		{
+			case SVFOP_CURRENT_ROLE:
+			case SVFOP_CURRENT_USER:
+			case SVFOP_USER:
+			case SVFOP_CURRENT_CATALOG:
+				break;			/* the key holds the role and the database */
+			default:
+				return true;	/* clocks, session_user, current_schema */
+		}
+	}
+	if (IsA(node, NextValueExpr))
+		return true;
+	return expression_tree_walker(node, pk_unsafe_expr, context);
+}
+
+/* True when the expressions of run-time partition pruning are unsafe */
+static bool
+pk_unsafe_pruning(PartitionPruneInfo *info)
+{
+	ListCell   *lc1;
+
+	if (info == NULL)
+		return false;
+	foreach(lc1, info->prune_infos)
+	{
+		ListCell   *lc2;
+
+		foreach(lc2, (List *) lfirst(lc1))
+		{
+			PartitionedRelPruneInfo *pinfo = lfirst(lc2);
+			List	   *steps = list_concat_copy(pinfo->initial_pruning_steps,
+												 pinfo->exec_pruning_steps);
+			ListCell   *lc3;
+
+			foreach(lc3, steps)
+			{
+				Node	   *step = lfirst(lc3);
+
+				if (IsA(step, PartitionPruneStepOp) &&
+					pk_unsafe_expr((Node *) ((PartitionPruneStepOp *) step)->exprs, NULL))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+static bool pk_unsafe_plan(Plan *plan);
+
+/* True when one of a list of plans is unsafe */
+static bool
+pk_unsafe_plans(List *plans)
+{
+	ListCell   *lc;
+
+	foreach(lc, plans)
+		if (pk_unsafe_plan((Plan *) lfirst(lc)))
+			return true;
+	return false;
+}
+
+/* True when a plan node, its expressions or its children are not cacheable */
+static bool
+pk_unsafe_plan(Plan *plan)
+{
+	Node	   *e1 = NULL;
+	Node	   *e2 = NULL;
+	Node	   *e3 = NULL;
+	Node	   *e4 = NULL;
+	List	   *children = NIL;
+
+	if (plan == NULL)
+		return false;
+	check_stack_depth();
+
+	switch (nodeTag(plan))
+	{
+		case T_Result:
+			e1 = ((Result *) plan)->resconstantqual;
+			break;
+		case T_Append:
+			children = ((Append *) plan)->appendplans;
+			if (pk_unsafe_pruning(((Append *) plan)->part_prune_info))
+				return true;
+			break;
+		case T_MergeAppend:
+			children = ((MergeAppend *) plan)->mergeplans;
+			if (pk_unsafe_pruning(((MergeAppend *) plan)->part_prune_info))
+				return true;
+			break;
+		case T_BitmapAnd:
+			children = ((BitmapAnd *) plan)->bitmapplans;
+			break;
+		case T_BitmapOr:
+			children = ((BitmapOr *) plan)->bitmapplans;
+			break;
+		case T_IndexScan:
+			e1 = (Node *) ((IndexScan *) plan)->indexqual;
+			e2 = (Node *) ((IndexScan *) plan)->indexqualorig;
+			e3 = (Node *) ((IndexScan *) plan)->indexorderby;
+			e4 = (Node *) ((IndexScan *) plan)->indexorderbyorig;
+			break;
+		case T_IndexOnlyScan:
+			e1 = (Node *) ((IndexOnlyScan *) plan)->indexqual;
+			e2 = (Node *) ((IndexOnlyScan *) plan)->recheckqual;
+			e3 = (Node *) ((IndexOnlyScan *) plan)->indexorderby;
+			e4 = (Node *) ((IndexOnlyScan *) plan)->indextlist;
+			break;
+		case T_BitmapIndexScan:
+			e1 = (Node *) ((BitmapIndexScan *) plan)->indexqual;
+			e2 = (Node *) ((BitmapIndexScan *) plan)->indexqualorig;
+			break;
+		case T_BitmapHeapScan:
+			e1 = (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
+			break;
+		case T_TidScan:
+			e1 = (Node *) ((TidScan *) plan)->tidquals;
+			break;
+		case T_TidRangeScan:
+			e1 = (Node *) ((TidRangeScan *) plan)->tidrangequals;
+			break;
+		case T_SubqueryScan:
+			children = list_make1(((SubqueryScan *) plan)->subplan);
+			break;
+		case T_FunctionScan:
+			e1 = (Node *) ((FunctionScan *) plan)->functions;
+			break;
+		case T_ValuesScan:
+			e1 = (Node *) ((ValuesScan *) plan)->values_lists;
+			break;
+		case T_TableFuncScan:
+			e1 = (Node *) ((TableFuncScan *) plan)->tablefunc;
+			break;
+		case T_NestLoop:
+			e1 = (Node *) ((Join *) plan)->joinqual;
+			break;
+		case T_MergeJoin:
+			e1 = (Node *) ((Join *) plan)->joinqual;
+			e2 = (Node *) ((MergeJoin *) plan)->mergeclauses;
+			break;
+		case T_HashJoin:
+			e1 = (Node *) ((Join *) plan)->joinqual;
+			e2 = (Node *) ((HashJoin *) plan)->hashclauses;
+			e3 = (Node *) ((HashJoin *) plan)->hashkeys;
+			break;
+		case T_Hash:
+			e1 = (Node *) ((Hash *) plan)->hashkeys;
+			break;
+		case T_Memoize:
+			e1 = (Node *) ((Memoize *) plan)->param_exprs;
+			break;
+		case T_WindowAgg:
+			e1 = ((WindowAgg *) plan)->startOffset;
+			e2 = ((WindowAgg *) plan)->endOffset;
+			e3 = (Node *) ((WindowAgg *) plan)->runCondition;
+			break;
+		case T_Limit:
+			e1 = ((Limit *) plan)->limitOffset;
+			e2 = ((Limit *) plan)->limitCount;
+			break;
+		case T_Agg:
+			children = ((Agg *) plan)->chain;
+			break;
+		case T_ProjectSet:
+		case T_RecursiveUnion:
+		case T_SeqScan:
+		case T_CteScan:
+		case T_WorkTableScan:
+		case T_Material:
+		case T_Sort:
+		case T_IncrementalSort:
+		case T_Group:
+		case T_Unique:
+		case T_Gather:
+		case T_GatherMerge:
+		case T_SetOp:
+			break;
+		default:
+			/* ModifyTable, LockRows, SampleScan, foreign, custom, tuplestores... */
+			return true;
+	}
+
+	return pk_unsafe_expr((Node *) plan->targetlist, NULL) ||
+		pk_unsafe_expr((Node *) plan->qual, NULL) ||
+		pk_unsafe_expr((Node *) plan->initPlan, NULL) ||
+		pk_unsafe_expr(e1, NULL) || pk_unsafe_expr(e2, NULL) ||
+		pk_unsafe_expr(e3, NULL) || pk_unsafe_expr(e4, NULL) ||
+		pk_unsafe_plan(plan->lefttree) || pk_unsafe_plan(plan->righttree) ||
+		pk_unsafe_plans(children);
+}
+
+/* Whether the plan of a statement is a cacheable plain SELECT */
+PkRedisSkip
+pk_redis_plan_safe(PlannedStmt *pstmt)
+{
+	if (pstmt->commandType != CMD_SELECT || pstmt->hasModifyingCTE ||
+		pstmt->rowMarks != NIL || pstmt->utilityStmt != NULL ||
+		pstmt->resultRelations != NIL)
+		return PK_SKIP_UNSAFE;
+	if (pk_unsafe_plan(pstmt->planTree) || pk_unsafe_plans(pstmt->subplans))
+		return PK_SKIP_UNSAFE;
+	return PK_SKIP_NONE;
+}
+
+/* Add a relation to a list without duplicates; false when the list is full */
+static bool
+pk_add_relid(Oid *relids, int *n, Oid relid)
+{
+	for (int i = 0; i < *n; i++)
+		if (relids[i] == relid)
+			return true;
+	if (*n >= PK_REDIS_MAX_TABLES)
+		return false;
+	relids[(*n)++] = relid;
+	return true;
+}
+
+/* True when a relation is in perfkit.redis_exclude_tables */
+static bool
+pk_table_excluded(Form_pg_class rel)
+{
+	char	   *nspname = NULL;
+	bool		hit = false;
+
+	if (pk_excluded_tables == NULL)
+		return false;
+	for (int i = 0; i < pk_excluded_tables->n && !hit; i++)
+	{
+		PkExcludeTable *t = &pk_excluded_tables->tables[i];
+
+		if (strcmp(t->name, NameStr(rel->relname)) != 0)
+			continue;
+		if (t->schema[0] == '\0')
+			hit = true;
+		else
+		{
+			if (nspname == NULL)
+				nspname = get_namespace_name(rel->relnamespace);
+			hit = nspname != NULL && strcmp(t->schema, nspname) == 0;
+		}
+	}
+	return hit;
+}
+
+/*
+ * The relations a statement reads, into relids (at most PK_REDIS_MAX_TABLES).
+ * With check, also verify each relation (kind, persistence, row security,
+ * catalogs, exclusions) and add the ancestors of partitions read directly.
+ */
+PkRedisSkip
+pk_redis_collect_tables(PlannedStmt *pstmt, bool check, Oid *relids, int *nrelids)
+{
+	Bitmapset  *children = NULL;
+	ListCell   *lc;
+	Index		rti = 0;
+
+	*nrelids = 0;
+	if (check)
+	{
+		foreach(lc, pstmt->appendRelations)
+			children = bms_add_member(children, ((AppendRelInfo *) lfirst(lc))->child_relid);
+	}
+
+	foreach(lc, pstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+		HeapTuple	tup;
+		Form_pg_class rel;
+		PkRedisSkip verdict = PK_SKIP_NONE;
+		bool		partition;
+
+		rti++;
+		if (rte->rtekind == RTE_NAMEDTUPLESTORE)
+			return PK_SKIP_UNSAFE;
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		if (!pk_add_relid(relids, nrelids, rte->relid))
+			return PK_SKIP_UNSAFE;
+		if (!check)
+			continue;
+
+		if (rte->relid < FirstNormalObjectId)
+			return PK_SKIP_UNSAFE;	/* catalogs, information_schema */
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rte->relid));
+		if (!HeapTupleIsValid(tup))
+			return PK_SKIP_UNSAFE;
+		rel = (Form_pg_class) GETSTRUCT(tup);
+		if ((rel->relkind != RELKIND_RELATION && rel->relkind != RELKIND_PARTITIONED_TABLE &&
+			 rel->relkind != RELKIND_VIEW && rel->relkind != RELKIND_MATVIEW) ||
+			rel->relpersistence != RELPERSISTENCE_PERMANENT || rel->relrowsecurity)
+			verdict = PK_SKIP_UNSAFE;
+		else if (pk_table_excluded(rel))
+			verdict = PK_SKIP_EXCLUDED;
+		partition = rel->relispartition;
+		ReleaseSysCache(tup);
+		if (verdict != PK_SKIP_NONE)
+			return verdict;
+
+		/* a partition read on its own: writes through its parents count too */
+		if (partition && !bms_is_member(rti, children))
+		{
+			ListCell   *lc2;
+
+			foreach(lc2, get_partition_ancestors(rte->relid))
+				if (!pk_add_relid(relids, nrelids, lfirst_oid(lc2)))
+					return PK_SKIP_UNSAFE;
+		}
+	}
+	return PK_SKIP_NONE;
+}
+
+/*
+ * The part of a source text that is this statement: from location for len
+ * bytes (0 = to the end).  False when the text holds anything else than
+ * this statement, a terminating semicolon and white space.
+ */
+bool
+pk_redis_statement_text(const char *source, int location, int len,
+						const char **start, int *length)
+{
+	int			total;
+
+	if (source == NULL)
+		return false;
+	total = strlen(source);
+	if (location > 0)
+		return false;			/* something (even only ";") comes before it */
+	location = 0;				/* 0, or -1: unknown, the whole text */
+	if (len <= 0 || location + len > total)
+		len = total - location;
+	for (const char *p = source + location + len; *p != '\0'; p++)
+		if (*p != ';' && !scanner_isspace(*p))
+			return false;
+	*start = source + location;
+	*length = len;
+	return true;
+}
+
+/* True when a fingerprint is in perfkit.redis_exclude_queries */
+bool
+pk_redis_query_excluded(uint64 queryid)
+{
+	if (pk_excluded_queries == NULL)
+		return false;
+	for (int i = 0; i < pk_excluded_queries->n; i++)
+		if ((uint64) pk_excluded_queries->ids[i] == queryid)
+			return true;
+	return false;
+}
+
+/* Check hook of perfkit.redis_exclude_queries: a comma-separated list of query ids */
+bool
+pk_redis_check_exclude_queries(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval ? *newval : "");
+	List	   *items;
+	ListCell   *lc;
+	PkExcludeQueries *parsed;
+	int			i = 0;
+
+	if (!SplitGUCList(copy, ',', &items))
+	{
+		GUC_check_errdetail("The list syntax is invalid.");
+		return false;
+	}
+	/* GUC extras are malloc'ed: the GUC machinery frees them */
+	parsed = malloc(offsetof(PkExcludeQueries, ids) + Max(list_length(items), 1) * sizeof(int64));
+	if (parsed == NULL)
+		return false;
+	foreach(lc, items)
+	{
+		char	   *end;
+		int64		v;
+
+		errno = 0;
+		v = strtoi64((char *) lfirst(lc), &end, 10);
+		if (errno != 0 || *end != '\0' || end == (char *) lfirst(lc))
+		{
+			GUC_check_errdetail("\"%s\" is not a query id (a bigint, as in perfkit.statements.queryid).",
+								(char *) lfirst(lc));
+			free(parsed);
+			return false;
+		}
+		parsed->ids[i++] = v;
+	}
+	parsed->n = i;
+	*extra = parsed;
+	return true;
+}
+
+/* Assign hook of perfkit.redis_exclude_queries */
+void
+pk_redis_assign_exclude_queries(const char *newval, void *extra)
+{
+	pk_excluded_queries = (PkExcludeQueries *) extra;
+}
+
+/* Check hook of perfkit.redis_exclude_tables: comma-separated table or schema.table names */
+bool
+pk_redis_check_exclude_tables(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval ? *newval : "");
+	List	   *items;
+	ListCell   *lc;
+	PkExcludeTables *parsed;
+	int			i = 0;
+
+	if (!SplitIdentifierString(copy, ',', &items))
+	{
+		GUC_check_errdetail("The list syntax is invalid.");
+		return false;
+	}
+	parsed = malloc(offsetof(PkExcludeTables, tables) +
+					Max(list_length(items), 1) * sizeof(PkExcludeTable));
+	if (parsed == NULL)
+		return false;
+	foreach(lc, items)
+	{
+		char	   *item = lfirst(lc);
+		char	   *dot = strrchr(item, '.');
+		PkExcludeTable *t = &parsed->tables[i++];
+
+		t->schema[0] = '\0';
+		if (dot != NULL)
+		{
+			*dot = '\0';
+			strlcpy(t->schema, item, NAMEDATALEN);
+			item = dot + 1;
+		}
+		strlcpy(t->name, item, NAMEDATALEN);
+		if (t->name[0] == '\0' || (dot != NULL && t->schema[0] == '\0'))
+		{
+			GUC_check_errdetail("Entries are table or schema.table names.");
+			free(parsed);
+			return false;
+		}
+	}
+	parsed->n = i;
+	*extra = parsed;
+	return true;
+}
+
+/* Assign hook of perfkit.redis_exclude_tables */
+void
+pk_redis_assign_exclude_tables(const char *newval, void *extra)
+{
+	pk_excluded_tables = (PkExcludeTables *) extra;
+}

@@ -1,0 +1,344 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  Shared-memory hash table of per-statement statistics.
+ *
+ * One entry per (role, database, query id, top level) holds counters, a
+ * latency histogram and the normalized statement text, all inside the
+ * entry: nothing here ever does I/O.  The table has a fixed capacity,
+ * perfkit.max_statements, sized at server start.
+ *
+ * Locking:
+ *	- pk_state->lock (an LWLock) protects the table's structure.  Recording
+ *	  an execution of an existing entry takes it in SHARED mode only; it is
+ *	  taken EXCLUSIVE to create an entry, to evict and to reset.
+ *	- Each entry's counters are protected by the entry's own spinlock, held
+ *	  for a few dozen instructions while one execution is added.  So
+ *	  backends running different statements never contend, and backends
+ *	  running the same statement contend only for that spinlock.
+ *	- The query text of an entry is written once, when the entry is created
+ *	  under the exclusive lock, and is read under the shared lock.
+ *	- pk_state->mutex (a spinlock) protects the table-wide counters that
+ *	  are updated under the shared lock (dropped).
+ *
+ * Eviction: when the table is full and a new statement arrives, the least
+ * used 5% of entries (at least 10) are removed in one pass.  "Usage" is the
+ * number of calls, decayed by 1% at each eviction pass, so entries that
+ * were busy long ago eventually make room; entries created at parse time
+ * that never completed an execution decay much faster.  New entries start
+ * at the median usage so they are not the next victims.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+
+#include "import/normalize.h"
+#include "stats/stats.h"
+
+#define PK_EVICT_FRACTION	0.05	/* share of entries removed per pass */
+#define PK_EVICT_MIN		10		/* at least this many per pass */
+#define PK_USAGE_DECAY		0.99	/* usage kept per pass by used entries */
+#define PK_UNUSED_DECAY		0.50	/* ... by entries that never completed */
+#define PK_USAGE_INIT		1.0		/* usage of the very first entries */
+
+PkSharedState *pk_state = NULL;
+HTAB	   *pk_hash = NULL;
+
+/* Size of one hash entry, including the text buffer */
+static Size
+pk_entry_size(void)
+{
+	return MAXALIGN(offsetof(PkStatsEntry, query) + pk_max_query_length + 1);
+}
+
+/* Shared memory needed by the statistics table */
+Size
+pk_stats_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(PkSharedState)),
+					hash_estimate_size(pk_max_statements, pk_entry_size()));
+}
+
+/*
+ * Attach to (or create) the shared state and table; the caller holds
+ * AddinShmemInitLock.  Returns true when they already existed.
+ */
+bool
+pk_stats_shmem_init(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	pk_state = ShmemInitStruct("perfkit state", sizeof(PkSharedState), &found);
+	if (!found)
+	{
+		pk_state->lock = &(GetNamedLWLockTranche("perfkit"))->lock;
+		SpinLockInit(&pk_state->mutex);
+		pk_state->evictions = 0;
+		pk_state->dropped = 0;
+		pk_state->median_usage = PK_USAGE_INIT;
+		pk_state->stats_reset = GetCurrentTimestamp();
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(PkStatsKey);
+	info.entrysize = pk_entry_size();
+	pk_hash = ShmemInitHash("perfkit statements",
+							pk_max_statements, pk_max_statements,
+							&info, HASH_ELEM | HASH_BLOBS);
+	return found;
+}
+
+/* Raise a clear error when the library was not preloaded */
+void
+pk_stats_require_loaded(void)
+{
+	if (pk_state == NULL || pk_hash == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("perfkit must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add perfkit to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+/* Build the key of the current role and database for a query id */
+void
+pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel)
+{
+	memset(key, 0, sizeof(PkStatsKey));
+	key->userid = GetUserId();
+	key->dbid = MyDatabaseId;
+	key->queryid = queryid;
+	key->toplevel = toplevel;
+}
+
+/* qsort comparator: entries by ascending usage */
+static int
+pk_compare_usage(const void *a, const void *b)
+{
+	double		ua = (*(PkStatsEntry *const *) a)->counters.usage;
+	double		ub = (*(PkStatsEntry *const *) b)->counters.usage;
+
+	return (ua > ub) - (ua < ub);
+}
+
+/*
+ * Remove the least used entries; the caller holds the exclusive lock.
+ * Gives up quietly when there is no memory for the sort.
+ */
+static void
+pk_stats_evict_locked(void)
+{
+	HASH_SEQ_STATUS hs;
+	PkStatsEntry **entries;
+	PkStatsEntry *entry;
+	long		n = 0;
+	long		victims;
+
+	Assert(LWLockHeldByMeInMode(pk_state->lock, LW_EXCLUSIVE) || !IsUnderPostmaster);
+	entries = palloc_extended(hash_get_num_entries(pk_hash) * sizeof(PkStatsEntry *),
+							  MCXT_ALLOC_NO_OOM);
+	if (entries == NULL)
+		return;
+
+	/* nobody else holds the lock: counters can be read without spinlocks */
+	hash_seq_init(&hs, pk_hash);
+	while ((entry = hash_seq_search(&hs)) != NULL)
+	{
+		entry->counters.usage *= entry->counters.calls > 0 ? PK_USAGE_DECAY : PK_UNUSED_DECAY;
+		entries[n++] = entry;
+	}
+	if (n == 0)
+	{
+		pfree(entries);
+		return;
+	}
+	qsort(entries, n, sizeof(PkStatsEntry *), pk_compare_usage);
+
+	victims = Max(PK_EVICT_MIN, (long) (n * PK_EVICT_FRACTION));
+	victims = Min(victims, n);
+	pk_state->median_usage = entries[n / 2]->counters.usage;
+	for (long i = 0; i < victims; i++)
+		hash_search(pk_hash, &entries[i]->key, HASH_REMOVE, NULL);
+	pfree(entries);
+
+	SpinLockAcquire(&pk_state->mutex);
+	pk_state->evictions += victims;
+	SpinLockRelease(&pk_state->mutex);
+}
+
+/*
+ * Find or create the entry of a key (first seen at first_seen); the caller
+ * holds the exclusive lock.
+ * The text is truncated (at a character boundary) to max_query_length.
+ * Returns NULL when no entry could be made.
+ */
+PkStatsEntry *
+pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len,
+					   TimestampTz first_seen)
+{
+	PkStatsEntry *entry;
+	bool		found;
+
+	/* the postmaster loading the saved file is alone and takes no lock */
+	Assert(!IsUnderPostmaster || LWLockHeldByMeInMode(pk_state->lock, LW_EXCLUSIVE));
+	Assert(query_len >= 0);
+
+	if (hash_get_num_entries(pk_hash) >= pk_max_statements)
+	{
+		entry = hash_search(pk_hash, key, HASH_FIND, NULL);
+		if (entry != NULL)
+			return entry;
+		pk_stats_evict_locked();
+		if (hash_get_num_entries(pk_hash) >= pk_max_statements)
+			return NULL;
+	}
+
+	entry = hash_search(pk_hash, key, HASH_ENTER_NULL, &found);
+	if (entry == NULL || found)
+		return entry;
+
+	SpinLockInit(&entry->mutex);
+	memset(&entry->counters, 0, sizeof(PkCounters));
+	entry->counters.usage = pk_state->median_usage;
+	entry->counters.first_seen = first_seen;
+	if (query_len > pk_max_query_length)
+		query_len = pg_mbcliplen(query, query_len, pk_max_query_length);
+	memcpy(entry->query, query, query_len);
+	entry->query[query_len] = '\0';
+	entry->query_len = query_len;
+	return entry;
+}
+
+/* Count an execution that could not be recorded */
+static void
+pk_stats_count_dropped(void)
+{
+	SpinLockAcquire(&pk_state->mutex);
+	pk_state->dropped++;
+	SpinLockRelease(&pk_state->mutex);
+}
+
+/*
+ * Create the entry of a statement at parse time, when its constants are
+ * known and the text can be normalized.  Does nothing if it exists.
+ */
+void
+pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jstate,
+					  const char *source, int location, int len)
+{
+	char	   *text;
+	bool		exists;
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	exists = hash_search(pk_hash, key, HASH_FIND, NULL) != NULL;
+	LWLockRelease(pk_state->lock);
+	if (exists)
+		return;
+
+	/* normalize outside the lock */
+	text = pk_normalize_query(jstate, source, location, &len);
+
+	LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
+	if (pk_stats_insert_locked(key, text, len, GetCurrentTimestamp()) == NULL)
+		pk_stats_count_dropped();
+	LWLockRelease(pk_state->lock);
+	pfree(text);
+}
+
+/* Add one execution to an entry's counters; the caller holds its spinlock */
+static inline void
+pk_counters_add(PkCounters *c, const PkExecution *x, TimestampTz now)
+{
+	double		t = x->duration_ms;
+
+	c->calls++;
+	if (c->calls == 1)
+	{
+		c->min_time = c->max_time = c->mean_time = t;
+		c->sum_var_time = 0.0;
+	}
+	else
+	{
+		double		old_mean = c->mean_time;
+
+		c->mean_time += (t - old_mean) / c->calls;
+		c->sum_var_time += (t - old_mean) * (t - c->mean_time);
+		if (t < c->min_time)
+			c->min_time = t;
+		if (t > c->max_time)
+			c->max_time = t;
+	}
+	c->total_time += t;
+	c->rows += x->rows;
+	c->shared_blks_hit += x->shared_blks_hit;
+	c->shared_blks_read += x->shared_blks_read;
+	c->temp_blks_written += x->temp_blks_written;
+	if (x->slow)
+		c->slow_calls++;
+	c->usage += 1.0;
+	c->last_seen = now;
+	pk_hist_add(&c->hist, t);
+}
+
+/*
+ * Record one execution.  The common case (the entry exists) takes the
+ * table lock shared and the entry's spinlock; a missing entry is created
+ * with the statement's raw text (its constants are no longer known).
+ */
+void
+pk_stats_record(const PkStatsKey *key, const char *source, int location,
+				int len, const PkExecution *exec)
+{
+	PkStatsEntry *entry;
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	entry = hash_search(pk_hash, key, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		const char *text;
+
+		LWLockRelease(pk_state->lock);
+		text = CleanQuerytext(source ? source : "", &location, &len);
+		LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
+		entry = pk_stats_insert_locked(key, text, len, exec->end_time);
+		if (entry == NULL)
+		{
+			LWLockRelease(pk_state->lock);
+			pk_stats_count_dropped();
+			return;
+		}
+	}
+
+	SpinLockAcquire(&entry->mutex);
+	pk_counters_add(&entry->counters, exec, exec->end_time);
+	SpinLockRelease(&entry->mutex);
+
+	LWLockRelease(pk_state->lock);
+}
+
+/* Remove every entry and restart the table-wide counters */
+void
+pk_stats_reset(void)
+{
+	HASH_SEQ_STATUS hs;
+	PkStatsEntry *entry;
+
+	LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
+	hash_seq_init(&hs, pk_hash);
+	while ((entry = hash_seq_search(&hs)) != NULL)
+		hash_search(pk_hash, &entry->key, HASH_REMOVE, NULL);
+
+	SpinLockAcquire(&pk_state->mutex);
+	pk_state->evictions = 0;
+	pk_state->dropped = 0;
+	pk_state->median_usage = PK_USAGE_INIT;
+	pk_state->stats_reset = GetCurrentTimestamp();
+	SpinLockRelease(&pk_state->mutex);
+	LWLockRelease(pk_state->lock);
+}

@@ -1,0 +1,339 @@
+/*-------------------------------------------------------------------------
+ *
+ * views.c
+ *	  SQL-callable functions behind the perfkit views.
+ *
+ * Readers take the table lock in SHARED mode, copy each entry's counters
+ * under its spinlock and compute percentiles from the copy, so a reader
+ * never holds a spinlock for longer than a memcpy.  Query texts of other
+ * roles are returned as NULL unless the caller has the privileges of
+ * pg_read_all_stats, as pg_stat_statements does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_authid.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "nplusone/nplusone.h"
+#include "slowlog/slowlog.h"
+#include "stats/stats.h"
+
+PG_FUNCTION_INFO_V1(perfkit_statements);
+PG_FUNCTION_INFO_V1(perfkit_info);
+PG_FUNCTION_INFO_V1(perfkit_reset);
+PG_FUNCTION_INFO_V1(perfkit_latency_bins);
+PG_FUNCTION_INFO_V1(perfkit_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_reset_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_nplusone_quiet);
+
+#define PK_STATEMENTS_COLS	21
+#define PK_INFO_COLS		5
+#define PK_SLOW_COLS		13
+#define PK_NPLUS_COLS		14
+#define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
+
+/* Rows of perfkit.statements (joined to role and database names in SQL) */
+Datum
+perfkit_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	HASH_SEQ_STATUS hs;
+	PkStatsEntry *entry;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_hash);
+	while ((entry = hash_seq_search(&hs)) != NULL)
+	{
+		Datum		values[PK_STATEMENTS_COLS];
+		bool		nulls[PK_STATEMENTS_COLS];
+		PkCounters	c;
+		int			i = 0;
+		double		stddev;
+
+		SpinLockAcquire(&entry->mutex);
+		c = entry->counters;
+		SpinLockRelease(&entry->mutex);
+
+		/* entries created at parse time whose execution has not finished */
+		if (c.calls == 0)
+			continue;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = ObjectIdGetDatum(entry->key.userid);
+		values[i++] = ObjectIdGetDatum(entry->key.dbid);
+		values[i++] = Int64GetDatum((int64) entry->key.queryid);
+		values[i++] = BoolGetDatum(entry->key.toplevel);
+		if (read_all || entry->key.userid == viewer)
+			values[i++] = PointerGetDatum(cstring_to_text_with_len(entry->query,
+																   entry->query_len));
+		else
+			nulls[i++] = true;
+		values[i++] = Int64GetDatum(c.calls);
+		values[i++] = Float8GetDatum(c.total_time);
+		values[i++] = Float8GetDatum(c.min_time);
+		values[i++] = Float8GetDatum(c.max_time);
+		values[i++] = Float8GetDatum(c.mean_time);
+		stddev = c.calls > 1 ? sqrt(c.sum_var_time / c.calls) : 0.0;
+		values[i++] = Float8GetDatum(stddev);
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.50, c.min_time, c.max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.95, c.min_time, c.max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c.hist, 0.99, c.min_time, c.max_time));
+		values[i++] = Int64GetDatum(c.rows);
+		values[i++] = Int64GetDatum(c.shared_blks_hit);
+		values[i++] = Int64GetDatum(c.shared_blks_read);
+		values[i++] = Int64GetDatum(c.temp_blks_written);
+		values[i++] = Int64GetDatum(c.slow_calls);
+		values[i++] = TimestampTzGetDatum(c.first_seen);
+		values[i++] = TimestampTzGetDatum(c.last_seen);
+		Assert(i == PK_STATEMENTS_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_state->lock);
+
+	return (Datum) 0;
+}
+
+/* The single row of perfkit.info */
+Datum
+perfkit_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PK_INFO_COLS];
+	bool		nulls[PK_INFO_COLS] = {0};
+	int64		entries;
+	int64		evictions;
+	int64		dropped;
+	TimestampTz stats_reset;
+
+	pk_stats_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	entries = hash_get_num_entries(pk_hash);
+	SpinLockAcquire(&pk_state->mutex);
+	evictions = pk_state->evictions;
+	dropped = pk_state->dropped;
+	stats_reset = pk_state->stats_reset;
+	SpinLockRelease(&pk_state->mutex);
+	LWLockRelease(pk_state->lock);
+
+	values[0] = Int32GetDatum(pk_max_statements);
+	values[1] = Int64GetDatum(entries);
+	values[2] = Int64GetDatum(evictions);
+	values[3] = Int64GetDatum(dropped);
+	values[4] = TimestampTzGetDatum(stats_reset);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * Counts of one entry's executions per latency decade (<0.01 ms, <0.1 ms,
+ * ... <10 s, >= 10 s), for the distribution drawn by perfkit.report();
+ * NULL when the entry does not exist.
+ */
+Datum
+perfkit_latency_bins(PG_FUNCTION_ARGS)
+{
+	PkStatsKey	key;
+	PkStatsEntry *entry;
+	PkHistogram hist;
+	Datum		bins[PK_BINS];
+	double		bounds[PK_BINS - 1] = {0.01, 0.1, 1, 10, 100, 1000, 10000};
+	bool		found = false;
+
+	pk_stats_require_loaded();
+	memset(&key, 0, sizeof(key));
+	key.userid = PG_GETARG_OID(0);
+	key.dbid = PG_GETARG_OID(1);
+	key.queryid = (uint64) PG_GETARG_INT64(2);
+	key.toplevel = PG_GETARG_BOOL(3);
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	entry = hash_search(pk_hash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		SpinLockAcquire(&entry->mutex);
+		hist = entry->counters.hist;
+		SpinLockRelease(&entry->mutex);
+		found = true;
+	}
+	LWLockRelease(pk_state->lock);
+	if (!found)
+		PG_RETURN_NULL();
+
+	for (int i = 0; i < PK_BINS; i++)
+		bins[i] = Int64GetDatum(pk_hist_count_between(&hist,
+													  i == 0 ? 0 : bounds[i - 1],
+													  i == PK_BINS - 1 ? -1 : bounds[i]));
+	PG_RETURN_ARRAYTYPE_P(construct_array(bins, PK_BINS, INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
+}
+
+/* Rows of perfkit.slow_queries, newest first */
+Datum
+perfkit_slow_queries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	uint64		captured;
+	uint64		oldest;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	if (pk_slow_max <= 0)
+		return (Datum) 0;
+
+	LWLockAcquire(pk_slow_ring->lock, LW_SHARED);
+	captured = pk_slow_ring->captured;
+	oldest = captured > (uint64) pk_slow_max ? captured - pk_slow_max : 0;
+	for (uint64 n = captured; n > oldest; n--)
+	{
+		PkSlowEntry *e = &pk_slow_ring->entries[(n - 1) % pk_slow_max];
+		Datum		values[PK_SLOW_COLS];
+		bool		nulls[PK_SLOW_COLS];
+		bool		visible = read_all || e->userid == viewer;
+		const char *params = e->text + e->query_len + 1;
+		const char *plan = params + (e->params_len >= 0 ? e->params_len + 1 : 0);
+		int			i = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = TimestampTzGetDatum(e->ts);
+		values[i++] = Int32GetDatum(e->pid);
+		values[i++] = ObjectIdGetDatum(e->userid);
+		values[i++] = ObjectIdGetDatum(e->dbid);
+		values[i++] = CStringGetTextDatum(e->application_name);
+		values[i++] = Int64GetDatum((int64) e->queryid);
+		values[i++] = Int32GetDatum(e->level);
+		values[i++] = Float8GetDatum(e->duration_ms);
+		values[i++] = Int64GetDatum(e->rows);
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(e->text, e->query_len));
+		nulls[i++] = !visible;
+		if (visible && e->params_len >= 0)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(params, e->params_len));
+		nulls[i] = !(visible && e->params_len >= 0);
+		i++;
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(plan, e->plan_len));
+		nulls[i++] = !visible;
+		values[i++] = BoolGetDatum(visible);
+		Assert(i == PK_SLOW_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_slow_ring->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_slow_queries(): forget every captured slow execution */
+Datum
+perfkit_reset_slow_queries(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_slowlog_reset();
+	PG_RETURN_VOID();
+}
+
+/* Rows of perfkit.n_plus_one (texts and the suggestion are added in SQL) */
+Datum
+perfkit_n_plus_one(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	HASH_SEQ_STATUS hs;
+	PkNplusEntry *e;
+
+	pk_stats_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(pk_nplus_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_nplus_hash);
+	while ((e = hash_seq_search(&hs)) != NULL)
+	{
+		Datum		values[PK_NPLUS_COLS];
+		bool		nulls[PK_NPLUS_COLS];
+		PkNplusEntry c;
+		int			i = 0;
+
+		SpinLockAcquire(&e->mutex);
+		memcpy(&c, e, sizeof(c));
+		SpinLockRelease(&e->mutex);
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = ObjectIdGetDatum(c.key.userid);
+		values[i++] = ObjectIdGetDatum(c.key.dbid);
+		values[i++] = CStringGetTextDatum(c.application_name);
+		values[i++] = Int64GetDatum((int64) c.key.parent_queryid);
+		nulls[i - 1] = c.key.parent_queryid == 0;
+		values[i++] = Int64GetDatum((int64) c.key.queryid);
+		values[i++] = Int64GetDatum(c.detections);
+		values[i++] = Int32GetDatum(c.last_repeats);
+		values[i++] = Int32GetDatum(c.max_repeats);
+		values[i++] = Int64GetDatum(c.total_repeats);
+		values[i++] = Float8GetDatum(c.total_time);
+		values[i++] = BoolGetDatum(c.key.confirmed);
+		if (read_all || c.key.userid == viewer)
+			values[i] = CStringGetTextDatum(c.sample_params);
+		else
+			nulls[i] = true;
+		i++;
+		values[i++] = TimestampTzGetDatum(c.first_seen);
+		values[i++] = TimestampTzGetDatum(c.last_seen);
+		Assert(i == PK_NPLUS_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_nplus_state->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_n_plus_one(): forget every detected pattern */
+Datum
+perfkit_reset_n_plus_one(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_nplus_reset();
+	PG_RETURN_VOID();
+}
+
+/* perfkit._nplusone_quiet(): the loops of the running client statement are perfkit's own */
+Datum
+perfkit_nplusone_quiet(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_nplus_quiet();
+	PG_RETURN_VOID();
+}
+
+/* perfkit.reset(): forget all statement statistics */
+Datum
+perfkit_reset(PG_FUNCTION_ARGS)
+{
+	pk_stats_require_loaded();
+	pk_stats_reset();
+	PG_RETURN_VOID();
+}
