@@ -8,7 +8,7 @@
 EXTENSION   = perfkit
 EXTVERSION  = 0.2.0
 MODULE_big  = perfkit
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 
 # perfkit--0.1.0.sql is the released base script; each later version adds an upgrade script
 # (never edit a released script). CREATE EXTENSION runs the base script and then the upgrades.
@@ -40,7 +40,7 @@ $(error PostgreSQL server headers not found: run 'make deps' as root, or apt-get
 endif
 
 # Every object depends on every header: a header change rebuilds everything (PGXS tracks none).
-$(OBJS): $(wildcard src/*/*.h)
+$(OBJS): $(wildcard src/*.h src/*/*.h)
 
 .PHONY: test demo bench bench-instructions valgrind deps print-tests
 

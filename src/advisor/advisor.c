@@ -174,29 +174,8 @@ pk_adv_require_loaded(void)
 static double
 pk_adv_calls(Oid userid, uint64 queryid, int64 samples)
 {
-	double		calls = 0;
-	int			toplevel;
+	double		calls = (double) pk_stats_calls(userid, MyDatabaseId, queryid);
 
-	for (toplevel = 0; toplevel <= 1; toplevel++)
-	{
-		PkStatsKey	key;
-		PkStatsEntry *e;
-
-		memset(&key, 0, sizeof(key));
-		key.userid = userid;
-		key.dbid = MyDatabaseId;
-		key.queryid = queryid;
-		key.toplevel = (toplevel == 1);
-		LWLockAcquire(pk_state->lock, LW_SHARED);
-		e = hash_search(pk_hash, &key, HASH_FIND, NULL);
-		if (e != NULL)
-		{
-			SpinLockAcquire(&e->mutex);
-			calls += e->counters.calls;
-			SpinLockRelease(&e->mutex);
-		}
-		LWLockRelease(pk_state->lock);
-	}
 	return calls > 0 ? calls : (double) Max(samples, 1);
 }
 
@@ -600,11 +579,7 @@ pk_adv_analyze(const char *sql, Oid *paramtypes, int nparams)
 		rawstmt->stmt = ((ExplainStmt *) rawstmt->stmt)->query;
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = sql;
-#if PG_VERSION_NUM >= 150000
 	setup_parse_fixed_parameters(pstate, paramtypes, nparams);
-#else
-	parse_fixed_parameters(pstate, paramtypes, nparams);
-#endif
 	query = transformTopLevelStmt(pstate, rawstmt);
 	free_parsestate(pstate);
 	if (query->commandType != CMD_SELECT && query->commandType != CMD_UPDATE &&

@@ -18,7 +18,7 @@
 #ifndef PERFKIT_ADVISOR_H
 #define PERFKIT_ADVISOR_H
 
-#include "core/perfkit.h"
+#include "core/core.h"
 
 #include "executor/execdesc.h"
 #include "nodes/plannodes.h"
@@ -80,7 +80,7 @@ extern int	pk_advisor_max_quals;
 extern double pk_advisor_min_improvement;
 
 /* quals.c: collection and the shared table */
-extern void pk_advisor_define_settings(void);
+extern void pk_advisor_init(void);
 extern Size pk_advisor_shmem_size(void);
 extern void pk_advisor_shmem_init(void);
 extern void pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level);

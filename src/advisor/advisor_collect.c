@@ -101,7 +101,7 @@ pk_advisor_max_entries(void)
 }
 
 /* Register the perfkit.advisor_* settings */
-void
+static void
 pk_advisor_define_settings(void)
 {
 	DefineCustomRealVariable("perfkit.advisor_sample_rate",
@@ -116,6 +116,14 @@ pk_advisor_define_settings(void)
 							 "Smallest planner-estimated cost cut, in percent, for which perfkit.index_recommendations lists an index.",
 							 NULL, &pk_advisor_min_improvement, 20.0, 0.0, 100.0,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/* Module load: the settings and the what-if planner hooks */
+void
+pk_advisor_init(void)
+{
+	pk_advisor_define_settings();
+	pk_whatif_install_hook();
 }
 
 /* Shared memory needed by the advisor */
@@ -135,7 +143,7 @@ pk_advisor_shmem_init(void)
 
 	pk_adv_state = ShmemInitStruct("perfkit advisor", sizeof(PkAdvState), &found);
 	if (!found)
-		pk_adv_state->lock = &(GetNamedLWLockTranche("perfkit"))[3].lock;
+		pk_adv_state->lock = pk_lwlock(PK_LOCK_ADVISOR);
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkAdvKey);
 	info.entrysize = sizeof(PkAdvEntry);

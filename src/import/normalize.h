@@ -8,7 +8,7 @@
 #ifndef PERFKIT_NORMALIZE_H
 #define PERFKIT_NORMALIZE_H
 
-#include "core/perfkit.h"
+#include "core/core.h"
 
 extern char *pk_normalize_query(const JumbleState *jstate, const char *source,
 								int location, int *len);

@@ -123,21 +123,6 @@
 #include "indexbuild/indexbuild.h"
 #include "stats/stats.h"
 
-#if PG_VERSION_NUM >= 160000
-#define pk_ib_ownercheck(relid, roleid) \
-	object_ownercheck(RelationRelationId, (relid), (roleid))
-#define pk_ib_namespace_aclcheck(nsp, roleid, mode) \
-	object_aclcheck(NamespaceRelationId, (nsp), (roleid), (mode))
-#define pk_ib_tablespace_aclcheck(spc, roleid, mode) \
-	object_aclcheck(TableSpaceRelationId, (spc), (roleid), (mode))
-#else
-#define pk_ib_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
-#define pk_ib_namespace_aclcheck(nsp, roleid, mode) \
-	pg_namespace_aclcheck((nsp), (roleid), (mode))
-#define pk_ib_tablespace_aclcheck(spc, roleid, mode) \
-	pg_tablespace_aclcheck((spc), (roleid), (mode))
-#endif
-
 PG_FUNCTION_INFO_V1(perfkit_create_index_concurrently);
 PG_FUNCTION_INFO_V1(perfkit_create_index_concurrently_columns);
 PG_FUNCTION_INFO_V1(perfkit_drop_index_concurrently);
@@ -171,7 +156,7 @@ typedef struct PkIbSavedUser
 } PkIbSavedUser;
 
 /* Register the perfkit.index_build_* settings */
-void
+static void
 pk_indexbuild_define_settings(void)
 {
 	DefineCustomIntVariable("perfkit.index_build_lock_timeout",
@@ -203,6 +188,14 @@ pk_indexbuild_shmem_size(void)
 	return MAXALIGN(sizeof(PkIbShared));
 }
 
+/* Module load: the settings and the launcher */
+void
+pk_indexbuild_init(void)
+{
+	pk_indexbuild_define_settings();
+	pk_indexbuild_register_workers();
+}
+
 /* Attach to (or create) the shared state; the caller holds AddinShmemInitLock */
 void
 pk_indexbuild_shmem_init(void)
@@ -222,11 +215,7 @@ static void
 pk_ib_require_loaded(void)
 {
 	pk_stats_require_loaded();
-	if (pk_ib == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("perfkit must be loaded via \"shared_preload_libraries\""),
-				 errhint("Add perfkit to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+	pk_require_preloaded(pk_ib != NULL);
 }
 
 /*
@@ -582,7 +571,7 @@ pk_ib_owner_before_lock(Oid relid)
 {
 	char	   *relname;
 
-	if (!OidIsValid(relid) || pk_ib_ownercheck(relid, GetUserId()))
+	if (!OidIsValid(relid) || pk_class_ownercheck(relid, GetUserId()))
 		return;
 	relname = get_rel_name(relid);
 	if (relname == NULL)
@@ -639,11 +628,11 @@ pk_ib_check_table(Oid relid, bool creating)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot %s an index on system catalog \"%s\" in the background",
 						creating ? "build" : "drop", relname)));
-	if (!pk_ib_ownercheck(relid, GetUserId()))
+	if (!pk_class_ownercheck(relid, GetUserId()))
 		pk_ib_not_owner(relname);
 	if (creating)
 	{
-		aclresult = pk_ib_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
+		aclresult = pk_namespace_aclcheck(cls->relnamespace, GetUserId(), ACL_CREATE);
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(cls->relnamespace));
 	}
@@ -662,7 +651,7 @@ pk_ib_check_tablespace(const char *spcname)
 	spc = get_tablespace_oid(spcname, false);
 	if (spc == MyDatabaseTableSpace)
 		return;
-	aclresult = pk_ib_tablespace_aclcheck(spc, GetUserId(), ACL_CREATE);
+	aclresult = pk_tablespace_aclcheck(spc, GetUserId(), ACL_CREATE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLESPACE, spcname);
 	/* as in DefineIndex: only shared catalogs live there */
@@ -831,9 +820,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	save_nestlevel = NewGUCNestLevel();
 
 	shape->unique = t->unique;
-#if PG_VERSION_NUM >= 150000
 	shape->nulls_not_distinct = t->nulls_not_distinct;
-#endif
 	shape->nkeyatts = nkey;
 	shape->natts = nkey + ninc;
 
@@ -961,9 +948,7 @@ pk_ib_index_matches(Oid indexoid, const PkIbShape *want)
 		idx->indisunique == want->unique &&
 		idx->indnatts == want->natts &&
 		idx->indnkeyatts == want->nkeyatts;
-#if PG_VERSION_NUM >= 150000
 	same = same && idx->indnullsnotdistinct == want->nulls_not_distinct;
-#endif
 	for (int i = 0; same && i < want->natts; i++)
 		same = idx->indkey.values[i] == want->attnums[i];
 

@@ -14,7 +14,7 @@
 #ifndef PERFKIT_INDEXBUILD_H
 #define PERFKIT_INDEXBUILD_H
 
-#include "core/perfkit.h"
+#include "core/core.h"
 
 #include "access/attnum.h"
 #include "nodes/parsenodes.h"
@@ -96,7 +96,7 @@ extern int	pk_ib_retry_delay;
 extern int	pk_ib_max_workers;
 
 /* indexbuild.c */
-extern void pk_indexbuild_define_settings(void);
+extern void pk_indexbuild_init(void);
 extern Size pk_indexbuild_shmem_size(void);
 extern void pk_indexbuild_shmem_init(void);
 extern PkIbDatabase *pk_ib_slot_locked(Oid dboid, bool create);

@@ -16,10 +16,10 @@
  * time is reported too, unconfirmed, as a caching smell.
  *
  * Per backend, all in fixed-size arrays (O(1) work per statement):
- *	- parents: the last NP_PARENTS row-returning statements, each with a
+ *	- parents: the last NPLUSONE_PARENTS row-returning statements, each with a
  *	  small open-addressing set of hashes of the values in its first
- *	  NP_CAPTURE_ROWS rows, filled by a DestReceiver tap while rows flow;
- *	- trackers: NP_TRACKERS (parent, repeated statement) loops in progress;
+ *	  NPLUSONE_CAPTURE_ROWS rows, filled by a DestReceiver tap while rows flow;
+ *	- trackers: NPLUSONE_TRACKERS (parent, repeated statement) loops in progress;
  *	- per nesting level, the constants of the statement just parsed, and a
  *	  cache of which PL/pgSQL parameters each statement reads.
  * Nothing here allocates per statement beyond the executor's own memory.
@@ -36,56 +36,52 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "nplusone/nplusone.h"
-#include "stats/stats.h"
 
-#define NP_MAX_POS			8	/* parameter positions considered per statement */
-#define NP_TEXT_KEEP		32	/* bytes of a text value kept for the sample */
-#define NP_PARENTS			8	/* row-returning statements remembered */
-#define NP_VALUES			256 /* value hashes per parent (power of two) */
-#define NP_VALUES_FILL		192 /* ... of which at most this many are used */
-#define NP_CAPTURE_ROWS		200 /* rows of a parent whose values are hashed */
-#define NP_CAPTURE_COLS		16	/* columns of a parent whose values are hashed */
-#define NP_TRACKERS			16	/* loops followed at once */
-#define NP_LEVELS			8	/* nesting levels with their own parse memo */
-#define NP_SHAPES			64	/* statements whose PL/pgSQL parameters are cached */
-#define NP_IDENTICAL_SPAN	4	/* statements between two identical repeats, at most */
-
-#if PG_VERSION_NUM >= 170000
-#define NP_CURRENT_LXID		(MyProc->vxid.lxid)
-#else
-#define NP_CURRENT_LXID		(MyProc->lxid)
-#endif
+#define NPLUSONE_MAX_POS			8	/* parameter positions considered per statement */
+#define NPLUSONE_TEXT_KEEP		32	/* bytes of a text value kept for the sample */
+#define NPLUSONE_PARENTS			8	/* row-returning statements remembered */
+#define NPLUSONE_VALUES			256 /* value hashes per parent (power of two) */
+#define NPLUSONE_VALUES_FILL		192 /* ... of which at most this many are used */
+#define NPLUSONE_CAPTURE_ROWS		200 /* rows of a parent whose values are hashed */
+#define NPLUSONE_CAPTURE_COLS		16	/* columns of a parent whose values are hashed */
+#define NPLUSONE_TRACKERS			16	/* loops followed at once */
+#define NPLUSONE_LEVELS			8	/* nesting levels with their own parse memo */
+#define NPLUSONE_SHAPES			64	/* statements whose PL/pgSQL parameters are cached */
+#define NPLUSONE_IDENTICAL_SPAN	4	/* statements between two identical repeats, at most */
 
 /* One parameter value: its hash, and enough of it to show in a sample */
-typedef struct NpValue
+typedef struct NplusoneValue
 {
 	uint32		hash;
 	bool		is_int;
 	int64		ival;
 	int			tlen;
-	char		text[NP_TEXT_KEEP];
-} NpValue;
+	char		text[NPLUSONE_TEXT_KEEP];
+} NplusoneValue;
 
 /* The parameter values of one execution */
-typedef struct NpValues
+typedef struct NplusoneValues
 {
 	int			n;
-	NpValue		v[NP_MAX_POS];
-} NpValues;
+	NplusoneValue		v[NPLUSONE_MAX_POS];
+} NplusoneValues;
 
 /* A recent row-returning statement and the values it returned */
-typedef struct NpParent
+typedef struct NplusoneParent
 {
 	uint64		queryid;		/* 0 = free slot */
 	uint64		report_queryid; /* reported as parent: the client's statement */
@@ -96,16 +92,16 @@ typedef struct NpParent
 	TimestampTz last_activity;	/* end of the execution, or latest loop step */
 	int			rows_seen;		/* rows passed through the tap */
 	int			nvalues;		/* hashes in values[] */
-	uint32		values[NP_VALUES];	/* open addressing, 0 = empty */
-	uint16		used[NP_VALUES_FILL];	/* positions filled, to empty the set cheaply */
-} NpParent;
+	uint32		values[NPLUSONE_VALUES];	/* open addressing, 0 = empty */
+	uint16		used[NPLUSONE_VALUES_FILL];	/* positions filled, to empty the set cheaply */
+} NplusoneParent;
 
 /* A loop being followed: a repeated statement after a parent */
-typedef struct NpTracker
+typedef struct NplusoneTracker
 {
 	bool		used;
 	bool		identical;		/* same values every time (no parent) */
-	int			parent;			/* index in np_parents, -1 for identical */
+	int			parent;			/* index in nplusone_parents, -1 for identical */
 	uint32		parent_generation;
 	uint64		parent_report_queryid;
 	uint64		queryid;		/* the repeated statement */
@@ -116,88 +112,171 @@ typedef struct NpTracker
 	LocalTransactionId lxid;	/* transaction of the latest execution */
 	bool		in_block;		/* ... and whether that was a transaction block */
 	TimestampTz last_ts;		/* time of the latest execution */
-	uint64		last_seq;		/* np_seq at the latest execution */
-} NpTracker;
+	uint64		last_seq;		/* nplusone_seq at the latest execution */
+} NplusoneTracker;
 
 /* Constants of the statement just parsed at one nesting level */
-typedef struct NpParseMemo
+typedef struct NplusoneParseMemo
 {
 	uint64		queryid;
-	NpValues	values;
-} NpParseMemo;
+	NplusoneValues	values;
+} NplusoneParseMemo;
 
 /* Which PL/pgSQL (fetched) parameters a statement reads */
-typedef struct NpShape
+typedef struct NplusoneShape
 {
 	uint64		queryid;
 	int			nparams;
-	int			paramids[NP_MAX_POS];
-} NpShape;
+	int			paramids[NPLUSONE_MAX_POS];
+} NplusoneShape;
 
 /* The DestReceiver that hashes a parent's values on their way out */
-typedef struct NpTap
+typedef struct NplusoneTap
 {
 	DestReceiver pub;
 	DestReceiver *inner;		/* the real destination */
-	NpParent   *parent;
+	NplusoneParent   *parent;
 	uint32		generation;
-} NpTap;
+} NplusoneTap;
 
-PkNplusShared *pk_nplus_state = NULL;
-HTAB	   *pk_nplus_hash = NULL;
+/* Identity of one pattern: who looped, and which statement after which */
+typedef struct PkNplusoneKey
+{
+	Oid			userid;			/* role */
+	Oid			dbid;			/* database */
+	uint64		parent_queryid; /* the list statement (0 for repeated identical statements without one) */
+	uint64		queryid;		/* the repeated statement */
+	uint32		appname_hash;	/* hash of application_name */
+	bool		confirmed;		/* parameters came from the parent's rows */
+} PkNplusoneKey;
 
-static NpParent np_parents[NP_PARENTS];
-static NpTracker np_trackers[NP_TRACKERS];
-static NpParseMemo np_parse_memo[NP_LEVELS];
+/* One pattern in shared memory; figures protected by mutex */
+typedef struct PkNplusoneEntry
+{
+	PkNplusoneKey	key;			/* hash key, must be first */
+	slock_t		mutex;			/* protects the fields below */
+	char		application_name[NAMEDATALEN];	/* client's application_name */
+	int64		detections;		/* loops seen */
+	int32		last_repeats;	/* executions in the latest loop */
+	int32		max_repeats;	/* executions in the longest loop */
+	int64		total_repeats;	/* executions in all loops */
+	double		total_time;		/* ms spent in those executions */
+	TimestampTz first_seen;		/* first detection */
+	TimestampTz last_seen;		/* latest execution in a loop */
+	char		sample_params[256]; /* parameters of one execution, e.g. "$1 = '42'" */
+} PkNplusoneEntry;
+
+/* Table-wide state */
+typedef struct PkNplusoneShared
+{
+	LWLock	   *lock;			/* protects the hash table's structure */
+	slock_t		mutex;			/* protects dropped */
+	int64		dropped;		/* patterns not recorded: table full */
+} PkNplusoneShared;
+
+static PkNplusoneShared *pk_nplusone_state = NULL;
+static HTAB *pk_nplusone_hash = NULL;
+
+static NplusoneParent nplusone_parents[NPLUSONE_PARENTS];
+static NplusoneTracker nplusone_trackers[NPLUSONE_TRACKERS];
+static NplusoneParseMemo nplusone_parse_memo[NPLUSONE_LEVELS];
 
 /*
  * One tap per nesting level, reused: a tap lives only while its ExecutorRun
  * call runs (hooks.c restores the destination after it), and any ExecutorRun
  * started meanwhile is one level deeper, so no allocation per statement.
  */
-static NpTap np_taps[NP_LEVELS];
-static NpShape np_shapes[NP_SHAPES];
-static uint64 np_top_queryid = 0;	/* client statement now running */
-static uint64 np_statements_started = 0;	/* client statements started in this backend */
-static uint64 np_quiet_statement = 0;	/* the one of them whose loops are perfkit's own */
-static uint32 np_generation = 0;
-static uint64 np_seq = 0;			/* statements ended in this backend */
+static NplusoneTap nplusone_taps[NPLUSONE_LEVELS];
+static NplusoneShape nplusone_shapes[NPLUSONE_SHAPES];
+static uint64 nplusone_top_queryid = 0;	/* client statement now running */
+static uint64 nplusone_statements_started = 0;	/* client statements started in this backend */
+static uint64 nplusone_quiet_statement = 0;	/* the one of them whose loops are perfkit's own */
+static uint32 nplusone_generation = 0;
+static uint64 nplusone_seq = 0;			/* statements ended in this backend */
+
+/* Settings */
+bool		pk_nplusone_enabled = true;
+int			pk_nplusone_min_repeats = 5;
+int			pk_nplusone_max_gap = 500;
+int			pk_nplusone_log_level = LOG;
+int			pk_nplusone_max_patterns = 1000;
+
+/* Values of perfkit.nplusone_log_level */
+static const struct config_enum_entry pk_log_level_options[] = {
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"info", INFO, false},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
+	{"log", LOG, false},
+	{NULL, 0, false}
+};
+
+/* Register the N+1 settings (from _PG_init) */
+void
+pk_nplusone_init(void)
+{
+	DefineCustomBoolVariable("perfkit.nplusone",
+							 "Detects N+1 loops and repeated identical statements.",
+							 NULL, &pk_nplusone_enabled, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_min_repeats",
+							"Executions of the same statement after a parent that make a loop.",
+							NULL, &pk_nplusone_min_repeats, 5, 2, INT_MAX,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_max_gap",
+							"Longest pause between two steps of a loop outside a transaction block.",
+							NULL, &pk_nplusone_max_gap, 500, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomEnumVariable("perfkit.nplusone_log_level",
+							 "Log level of the server-log line written when a new pattern is detected.",
+							 NULL, &pk_nplusone_log_level, LOG, pk_log_level_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.nplusone_max_patterns",
+							"Number of N+1 patterns kept; the one seen longest ago makes room for a new one.",
+							NULL, &pk_nplusone_max_patterns, 1000, 10, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+}
 
 /* Shared memory needed for the patterns */
 Size
-pk_nplus_shmem_size(void)
+pk_nplusone_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(PkNplusShared)),
-					hash_estimate_size(pk_nplus_max_patterns, sizeof(PkNplusEntry)));
+	return add_size(MAXALIGN(sizeof(PkNplusoneShared)),
+					hash_estimate_size(pk_nplusone_max_patterns, sizeof(PkNplusoneEntry)));
 }
 
 /* Attach to (or create) the pattern table; caller holds AddinShmemInitLock */
 void
-pk_nplus_shmem_init(void)
+pk_nplusone_shmem_init(void)
 {
 	HASHCTL		info;
 	bool		found;
 
-	pk_nplus_state = ShmemInitStruct("perfkit n+1 state", sizeof(PkNplusShared), &found);
+	pk_nplusone_state = ShmemInitStruct("perfkit n+1 state", sizeof(PkNplusoneShared), &found);
 	if (!found)
 	{
-		pk_nplus_state->lock = &(GetNamedLWLockTranche("perfkit"))[2].lock;
-		SpinLockInit(&pk_nplus_state->mutex);
-		pk_nplus_state->dropped = 0;
+		pk_nplusone_state->lock = pk_lwlock(PK_LOCK_NPLUSONE);
+		SpinLockInit(&pk_nplusone_state->mutex);
+		pk_nplusone_state->dropped = 0;
 	}
 	memset(&info, 0, sizeof(info));
-	info.keysize = sizeof(PkNplusKey);
-	info.entrysize = sizeof(PkNplusEntry);
-	pk_nplus_hash = ShmemInitHash("perfkit n+1 patterns",
-								  pk_nplus_max_patterns, pk_nplus_max_patterns,
+	info.keysize = sizeof(PkNplusoneKey);
+	info.entrysize = sizeof(PkNplusoneEntry);
+	pk_nplusone_hash = ShmemInitHash("perfkit n+1 patterns",
+								  pk_nplusone_max_patterns, pk_nplusone_max_patterns,
 								  &info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* True when detection runs in this process */
 static inline bool
-np_active(void)
+nplusone_active(void)
 {
-	return pk_nplus_enabled && pk_nplus_state != NULL && !IsParallelWorker();
+	return pk_nplusone_enabled && pk_nplusone_state != NULL && !IsParallelWorker();
 }
 
 /*
@@ -205,7 +284,7 @@ np_active(void)
  * for other types and for values we will not detoast.
  */
 static bool
-np_value_from_datum(Datum d, Oid type, NpValue *out)
+nplusone_value_from_datum(Datum d, Oid type, NplusoneValue *out)
 {
 	int64		i;
 	const char *p;
@@ -260,20 +339,20 @@ np_value_from_datum(Datum d, Oid type, NpValue *out)
 bytes:
 	out->is_int = false;
 	out->hash = hash_bytes((const unsigned char *) p, len) | 1;
-	out->tlen = Min(len, NP_TEXT_KEEP);
+	out->tlen = Min(len, NPLUSONE_TEXT_KEEP);
 	memcpy(out->text, p, out->tlen);
 	return true;
 }
 
 /* Walker: collect literal constants and PL/pgSQL parameter references */
-typedef struct NpCollect
+typedef struct NplusoneCollect
 {
-	NpValues   *consts;
-	NpShape    *shape;
-} NpCollect;
+	NplusoneValues   *consts;
+	NplusoneShape    *shape;
+} NplusoneCollect;
 
 static bool
-np_collect_walker(Node *node, NpCollect *c)
+nplusone_collect_walker(Node *node, NplusoneCollect *c)
 {
 	if (node == NULL)
 		return false;
@@ -282,8 +361,8 @@ np_collect_walker(Node *node, NpCollect *c)
 		Const	   *k = (Const *) node;
 
 		/* only constants written in the text (implicit ones have no location) */
-		if (k->location >= 0 && !k->constisnull && c->consts->n < NP_MAX_POS &&
-			np_value_from_datum(k->constvalue, k->consttype, &c->consts->v[c->consts->n]))
+		if (k->location >= 0 && !k->constisnull && c->consts->n < NPLUSONE_MAX_POS &&
+			nplusone_value_from_datum(k->constvalue, k->consttype, &c->consts->v[c->consts->n]))
 			c->consts->n++;
 		return false;
 	}
@@ -291,7 +370,7 @@ np_collect_walker(Node *node, NpCollect *c)
 	{
 		Param	   *p = (Param *) node;
 
-		if (p->paramkind == PARAM_EXTERN && c->shape->nparams < NP_MAX_POS)
+		if (p->paramkind == PARAM_EXTERN && c->shape->nparams < NPLUSONE_MAX_POS)
 		{
 			for (int i = 0; i < c->shape->nparams; i++)
 				if (c->shape->paramids[i] == p->paramid)
@@ -301,65 +380,65 @@ np_collect_walker(Node *node, NpCollect *c)
 		return false;
 	}
 	if (IsA(node, Query))
-		return query_tree_walker((Query *) node, np_collect_walker, c, 0);
-	return expression_tree_walker(node, np_collect_walker, c);
+		return query_tree_walker((Query *) node, nplusone_collect_walker, c, 0);
+	return expression_tree_walker(node, nplusone_collect_walker, c);
 }
 
 /* post_parse_analyze: remember the statement's constants and parameter references */
 void
-pk_nplus_note_parse(Query *query, int level)
+pk_nplusone_note_parse(Query *query, int level)
 {
-	NpParseMemo *memo;
-	NpShape		shape;
-	NpCollect	c;
+	NplusoneParseMemo *memo;
+	NplusoneShape		shape;
+	NplusoneCollect	c;
 
-	if (!np_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL ||
-		level >= NP_LEVELS)
+	if (!nplusone_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL ||
+		level >= NPLUSONE_LEVELS)
 		return;
 
-	memo = &np_parse_memo[level];
+	memo = &nplusone_parse_memo[level];
 	memo->queryid = query->queryId;
 	memo->values.n = 0;
 	memset(&shape, 0, sizeof(shape));
 	c.consts = &memo->values;
 	c.shape = &shape;
-	(void) query_tree_walker(query, np_collect_walker, &c, 0);
+	(void) query_tree_walker(query, nplusone_collect_walker, &c, 0);
 
 	if (shape.nparams > 0)
 	{
 		shape.queryid = query->queryId;
-		np_shapes[query->queryId % NP_SHAPES] = shape;
+		nplusone_shapes[query->queryId % NPLUSONE_SHAPES] = shape;
 	}
 }
 
 /* A statement sent by the client starts: loops inside it report it as their parent */
 void
-pk_nplus_note_toplevel(uint64 queryid)
+pk_nplusone_note_toplevel(uint64 queryid)
 {
-	np_top_queryid = queryid;
-	np_statements_started++;
+	nplusone_top_queryid = queryid;
+	nplusone_statements_started++;
 }
 
 /* perfkit's own function runs loops: ignore them until the client's statement ends */
 void
-pk_nplus_quiet(void)
+pk_nplusone_quiet(void)
 {
-	np_quiet_statement = np_statements_started;
+	nplusone_quiet_statement = nplusone_statements_started;
 }
 
 /* Add a hash to a parent's value set */
 static void
-np_parent_add(NpParent *p, uint32 hash)
+nplusone_parent_add(NplusoneParent *p, uint32 hash)
 {
-	uint32		i = hash & (NP_VALUES - 1);
+	uint32		i = hash & (NPLUSONE_VALUES - 1);
 
-	if (p->nvalues >= NP_VALUES_FILL)
+	if (p->nvalues >= NPLUSONE_VALUES_FILL)
 		return;
 	while (p->values[i] != 0)
 	{
 		if (p->values[i] == hash)
 			return;
-		i = (i + 1) & (NP_VALUES - 1);
+		i = (i + 1) & (NPLUSONE_VALUES - 1);
 	}
 	p->values[i] = hash;
 	p->used[p->nvalues++] = (uint16) i;
@@ -367,39 +446,39 @@ np_parent_add(NpParent *p, uint32 hash)
 
 /* True when the parent returned a value with this hash */
 static bool
-np_parent_has(const NpParent *p, uint32 hash)
+nplusone_parent_has(const NplusoneParent *p, uint32 hash)
 {
-	uint32		i = hash & (NP_VALUES - 1);
+	uint32		i = hash & (NPLUSONE_VALUES - 1);
 
 	while (p->values[i] != 0)
 	{
 		if (p->values[i] == hash)
 			return true;
-		i = (i + 1) & (NP_VALUES - 1);
+		i = (i + 1) & (NPLUSONE_VALUES - 1);
 	}
 	return false;
 }
 
 /* Tap: hash the key-like columns of the first rows, then pass the row on */
 static bool
-np_tap_receive(TupleTableSlot *slot, DestReceiver *self)
+nplusone_tap_receive(TupleTableSlot *slot, DestReceiver *self)
 {
-	NpTap	   *tap = (NpTap *) self;
-	NpParent   *p = tap->parent;
+	NplusoneTap	   *tap = (NplusoneTap *) self;
+	NplusoneParent   *p = tap->parent;
 
-	if (p->generation == tap->generation && p->rows_seen++ < NP_CAPTURE_ROWS)
+	if (p->generation == tap->generation && p->rows_seen++ < NPLUSONE_CAPTURE_ROWS)
 	{
 		TupleDesc	desc = slot->tts_tupleDescriptor;
-		int			ncols = Min(desc->natts, NP_CAPTURE_COLS);
+		int			ncols = Min(desc->natts, NPLUSONE_CAPTURE_COLS);
 
 		slot_getsomeattrs(slot, ncols);
 		for (int i = 0; i < ncols; i++)
 		{
-			NpValue		v;
+			NplusoneValue		v;
 
 			if (!slot->tts_isnull[i] &&
-				np_value_from_datum(slot->tts_values[i], TupleDescAttr(desc, i)->atttypid, &v))
-				np_parent_add(p, v.hash);
+				nplusone_value_from_datum(slot->tts_values[i], TupleDescAttr(desc, i)->atttypid, &v))
+				nplusone_parent_add(p, v.hash);
 		}
 	}
 	return tap->inner->receiveSlot(slot, tap->inner);
@@ -407,35 +486,35 @@ np_tap_receive(TupleTableSlot *slot, DestReceiver *self)
 
 /* Tap: forward startup */
 static void
-np_tap_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+nplusone_tap_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
-	NpTap	   *tap = (NpTap *) self;
+	NplusoneTap	   *tap = (NplusoneTap *) self;
 
 	tap->inner->rStartup(tap->inner, operation, typeinfo);
 }
 
 /* Tap: forward shutdown */
 static void
-np_tap_shutdown(DestReceiver *self)
+nplusone_tap_shutdown(DestReceiver *self)
 {
-	NpTap	   *tap = (NpTap *) self;
+	NplusoneTap	   *tap = (NplusoneTap *) self;
 
 	tap->inner->rShutdown(tap->inner);
 }
 
 /* Tap: nothing to free, the taps are static */
 static void
-np_tap_destroy(DestReceiver *self)
+nplusone_tap_destroy(DestReceiver *self)
 {
 }
 
 /* Forget every loop that was following a parent slot */
 static void
-np_close_trackers_of(int parent)
+nplusone_close_trackers_of(int parent)
 {
-	for (int i = 0; i < NP_TRACKERS; i++)
-		if (np_trackers[i].used && np_trackers[i].parent == parent)
-			np_trackers[i].used = false;
+	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
+		if (nplusone_trackers[i].used && nplusone_trackers[i].parent == parent)
+			nplusone_trackers[i].used = false;
 }
 
 /*
@@ -443,20 +522,20 @@ np_close_trackers_of(int parent)
  * return a tap to put in front of its destination (NULL otherwise).
  */
 DestReceiver *
-pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
+pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid)
 {
-	NpParent   *p = NULL;
+	NplusoneParent   *p = NULL;
 	int			slot = -1;
-	NpTap	   *tap;
+	NplusoneTap	   *tap;
 
-	if (!np_active() || queryid == UINT64CONST(0) || queryDesc->dest == NULL ||
-		pk_nesting_level >= NP_LEVELS ||
+	if (!nplusone_active() || queryid == UINT64CONST(0) || queryDesc->dest == NULL ||
+		pk_nesting_level >= NPLUSONE_LEVELS ||
 		!(queryDesc->operation == CMD_SELECT || queryDesc->plannedstmt->hasReturning))
 		return NULL;
 
 	/* a cursor fetched again keeps filling its slot */
-	for (int i = 0; i < NP_PARENTS; i++)
-		if (np_parents[i].owner == queryDesc && np_parents[i].queryid == queryid)
+	for (int i = 0; i < NPLUSONE_PARENTS; i++)
+		if (nplusone_parents[i].owner == queryDesc && nplusone_parents[i].queryid == queryid)
 		{
 			slot = i;
 			break;
@@ -464,40 +543,40 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 	if (slot < 0)
 	{
 		/* the same statement's previous values, else the least recently active */
-		for (int i = 0; i < NP_PARENTS && slot < 0; i++)
-			if (np_parents[i].queryid == queryid)
+		for (int i = 0; i < NPLUSONE_PARENTS && slot < 0; i++)
+			if (nplusone_parents[i].queryid == queryid)
 				slot = i;
-		for (int i = 0; i < NP_PARENTS && slot < 0; i++)
-			if (np_parents[i].queryid == 0)
+		for (int i = 0; i < NPLUSONE_PARENTS && slot < 0; i++)
+			if (nplusone_parents[i].queryid == 0)
 				slot = i;
 		if (slot < 0)
 		{
 			slot = 0;
-			for (int i = 1; i < NP_PARENTS; i++)
-				if (np_parents[i].last_activity < np_parents[slot].last_activity)
+			for (int i = 1; i < NPLUSONE_PARENTS; i++)
+				if (nplusone_parents[i].last_activity < nplusone_parents[slot].last_activity)
 					slot = i;
 		}
-		np_close_trackers_of(slot);
-		p = &np_parents[slot];
+		nplusone_close_trackers_of(slot);
+		p = &nplusone_parents[slot];
 		for (int i = 0; i < p->nvalues; i++)
 			p->values[p->used[i]] = 0;
 		p->nvalues = 0;
 		p->rows_seen = 0;
 		p->queryid = queryid;
-		p->report_queryid = pk_nesting_level == 0 ? queryid : np_top_queryid;
-		p->generation = ++np_generation;
+		p->report_queryid = pk_nesting_level == 0 ? queryid : nplusone_top_queryid;
+		p->generation = ++nplusone_generation;
 		p->owner = queryDesc;
-		p->lxid = NP_CURRENT_LXID;
+		p->lxid = PK_MY_LXID;
 		p->in_block = IsTransactionBlock();
 		p->last_activity = GetCurrentStatementStartTimestamp();
 	}
-	p = &np_parents[slot];
+	p = &nplusone_parents[slot];
 
-	tap = &np_taps[pk_nesting_level];
-	tap->pub.receiveSlot = np_tap_receive;
-	tap->pub.rStartup = np_tap_startup;
-	tap->pub.rShutdown = np_tap_shutdown;
-	tap->pub.rDestroy = np_tap_destroy;
+	tap = &nplusone_taps[pk_nesting_level];
+	tap->pub.receiveSlot = nplusone_tap_receive;
+	tap->pub.rStartup = nplusone_tap_startup;
+	tap->pub.rShutdown = nplusone_tap_shutdown;
+	tap->pub.rDestroy = nplusone_tap_destroy;
 	tap->pub.mydest = queryDesc->dest->mydest;
 	tap->inner = queryDesc->dest;
 	tap->parent = p;
@@ -507,30 +586,30 @@ pk_nplus_tap(QueryDesc *queryDesc, uint64 queryid)
 
 /* The parameter values of this execution: bind parameters, fetched ones, or constants */
 static void
-np_execution_values(QueryDesc *queryDesc, uint64 queryid, int level, NpValues *out)
+nplusone_execution_values(QueryDesc *queryDesc, uint64 queryid, int level, NplusoneValues *out)
 {
 	ParamListInfo params = queryDesc->params;
 
 	out->n = 0;
 	if (params != NULL && params->numParams > 0 && params->paramFetch == NULL)
 	{
-		for (int i = 0; i < params->numParams && out->n < NP_MAX_POS; i++)
+		for (int i = 0; i < params->numParams && out->n < NPLUSONE_MAX_POS; i++)
 		{
 			ParamExternData *prm = &params->params[i];
 
 			if (!prm->isnull && OidIsValid(prm->ptype) &&
-				np_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
+				nplusone_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
 				out->n++;
 		}
 		return;
 	}
 	if (params != NULL && params->paramFetch != NULL)
 	{
-		NpShape    *shape = &np_shapes[queryid % NP_SHAPES];
+		NplusoneShape    *shape = &nplusone_shapes[queryid % NPLUSONE_SHAPES];
 
 		if (shape->queryid != queryid)
 			return;
-		for (int i = 0; i < shape->nparams && out->n < NP_MAX_POS; i++)
+		for (int i = 0; i < shape->nparams && out->n < NPLUSONE_MAX_POS; i++)
 		{
 			ParamExternData work;
 			ParamExternData *prm;
@@ -538,28 +617,28 @@ np_execution_values(QueryDesc *queryDesc, uint64 queryid, int level, NpValues *o
 			/* speculative: never raise an error, e.g. for an unassigned record */
 			prm = params->paramFetch(params, shape->paramids[i], true, &work);
 			if (prm != NULL && !prm->isnull && OidIsValid(prm->ptype) &&
-				np_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
+				nplusone_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
 				out->n++;
 		}
 		return;
 	}
-	if (level < NP_LEVELS && np_parse_memo[level].queryid == queryid)
+	if (level < NPLUSONE_LEVELS && nplusone_parse_memo[level].queryid == queryid)
 	{
-		*out = np_parse_memo[level].values;
-		np_parse_memo[level].queryid = 0;
+		*out = nplusone_parse_memo[level].values;
+		nplusone_parse_memo[level].queryid = 0;
 	}
 }
 
 /* "$1 = '42', $2 = 'abc'" from kept values */
 static void
-np_format_values(const NpValues *vals, char *buf, size_t size)
+nplusone_format_values(const NplusoneValues *vals, char *buf, size_t size)
 {
 	StringInfoData s;
 
 	initStringInfo(&s);
 	for (int i = 0; i < vals->n; i++)
 	{
-		const NpValue *v = &vals->v[i];
+		const NplusoneValue *v = &vals->v[i];
 
 		appendStringInfo(&s, "%s$%d = '", i > 0 ? ", " : "", i + 1);
 		if (v->is_int)
@@ -574,11 +653,11 @@ np_format_values(const NpValues *vals, char *buf, size_t size)
 
 /* Count one more execution of a loop in shared memory, creating the pattern if new */
 static void
-np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *queryDesc,
-		   const NpValues *vals)
+nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, QueryDesc *queryDesc,
+		   const NplusoneValues *vals)
 {
-	PkNplusKey	key;
-	PkNplusEntry *e;
+	PkNplusoneKey	key;
+	PkNplusoneEntry *e;
 	bool		created = false;
 	TimestampTz now = GetCurrentTimestamp();
 	const char *appname = application_name ? application_name : "";
@@ -591,36 +670,36 @@ np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *que
 	key.appname_hash = hash_bytes((const unsigned char *) appname, strlen(appname));
 	key.confirmed = !t->identical;
 
-	LWLockAcquire(pk_nplus_state->lock, LW_SHARED);
-	e = hash_search(pk_nplus_hash, &key, HASH_FIND, NULL);
+	LWLockAcquire(pk_nplusone_state->lock, LW_SHARED);
+	e = hash_search(pk_nplusone_hash, &key, HASH_FIND, NULL);
 	if (e == NULL)
 	{
 		bool		found;
 
-		LWLockRelease(pk_nplus_state->lock);
-		LWLockAcquire(pk_nplus_state->lock, LW_EXCLUSIVE);
-		if (hash_get_num_entries(pk_nplus_hash) >= pk_nplus_max_patterns &&
-			hash_search(pk_nplus_hash, &key, HASH_FIND, NULL) == NULL)
+		LWLockRelease(pk_nplusone_state->lock);
+		LWLockAcquire(pk_nplusone_state->lock, LW_EXCLUSIVE);
+		if (hash_get_num_entries(pk_nplusone_hash) >= pk_nplusone_max_patterns &&
+			hash_search(pk_nplusone_hash, &key, HASH_FIND, NULL) == NULL)
 		{
 			/* full: make room by forgetting the pattern seen longest ago */
 			HASH_SEQ_STATUS hs;
-			PkNplusEntry *it;
-			PkNplusEntry *oldest = NULL;
+			PkNplusoneEntry *it;
+			PkNplusoneEntry *oldest = NULL;
 
-			hash_seq_init(&hs, pk_nplus_hash);
+			hash_seq_init(&hs, pk_nplusone_hash);
 			while ((it = hash_seq_search(&hs)) != NULL)
 				if (oldest == NULL || it->last_seen < oldest->last_seen)
 					oldest = it;
 			if (oldest != NULL)
-				hash_search(pk_nplus_hash, &oldest->key, HASH_REMOVE, NULL);
+				hash_search(pk_nplusone_hash, &oldest->key, HASH_REMOVE, NULL);
 		}
-		e = hash_search(pk_nplus_hash, &key, HASH_ENTER_NULL, &found);
+		e = hash_search(pk_nplusone_hash, &key, HASH_ENTER_NULL, &found);
 		if (e == NULL)
 		{
-			LWLockRelease(pk_nplus_state->lock);
-			SpinLockAcquire(&pk_nplus_state->mutex);
-			pk_nplus_state->dropped++;
-			SpinLockRelease(&pk_nplus_state->mutex);
+			LWLockRelease(pk_nplusone_state->lock);
+			SpinLockAcquire(&pk_nplusone_state->mutex);
+			pk_nplusone_state->dropped++;
+			SpinLockRelease(&pk_nplusone_state->mutex);
 			return;
 		}
 		if (!found)
@@ -631,12 +710,12 @@ np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *que
 			created = true;
 			if (params != NULL && params->paramFetch == NULL && params->numParams > 0)
 			{
-				char	   *s = BuildParamLogString(params, NULL, NP_TEXT_KEEP);
+				char	   *s = BuildParamLogString(params, NULL, NPLUSONE_TEXT_KEEP);
 
 				strlcpy(sample, s ? s : "", sizeof(sample));
 			}
 			else
-				np_format_values(vals, sample, sizeof(sample));
+				nplusone_format_values(vals, sample, sizeof(sample));
 
 			SpinLockInit(&e->mutex);
 			strlcpy(e->application_name, appname, NAMEDATALEN);
@@ -663,7 +742,7 @@ np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *que
 	e->total_time += time;
 	e->last_seen = now;
 	SpinLockRelease(&e->mutex);
-	LWLockRelease(pk_nplus_state->lock);
+	LWLockRelease(pk_nplusone_state->lock);
 
 	if (created)
 	{
@@ -672,7 +751,7 @@ np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *que
 		const char *text = CleanQuerytext(queryDesc->sourceText ? queryDesc->sourceText : "",
 										  &location, &len);
 
-		ereport(pk_nplus_log_level,
+		ereport(pk_nplusone_log_level,
 				(errmsg("perfkit: %s detected: %d executions of query %lld after query %lld",
 						t->identical ? "repeated identical statement" : "N+1 loop",
 						t->count, (long long) t->queryid, (long long) t->parent_report_queryid),
@@ -682,14 +761,14 @@ np_publish(NpTracker *t, bool new_loop, int repeats, double time, QueryDesc *que
 }
 
 /* Find the tracker of a (parent, statement) loop, or start one in the stalest slot */
-static NpTracker *
-np_tracker(int parent, uint32 generation, uint64 queryid, bool identical)
+static NplusoneTracker *
+nplusone_tracker(int parent, uint32 generation, uint64 queryid, bool identical)
 {
-	NpTracker  *victim = &np_trackers[0];
+	NplusoneTracker  *victim = &nplusone_trackers[0];
 
-	for (int i = 0; i < NP_TRACKERS; i++)
+	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
 	{
-		NpTracker  *t = &np_trackers[i];
+		NplusoneTracker  *t = &nplusone_trackers[i];
 
 		if (t->used && t->identical == identical && t->queryid == queryid &&
 			(identical || (t->parent == parent && t->parent_generation == generation)))
@@ -697,7 +776,7 @@ np_tracker(int parent, uint32 generation, uint64 queryid, bool identical)
 		if (!t->used || (victim->used && t->last_ts < victim->last_ts))
 			victim = t;
 	}
-	memset(victim, 0, sizeof(NpTracker));
+	memset(victim, 0, sizeof(NplusoneTracker));
 	victim->used = true;
 	victim->identical = identical;
 	victim->parent = parent;
@@ -712,20 +791,20 @@ np_tracker(int parent, uint32 generation, uint64 queryid, bool identical)
  * transaction block (autocommit), a pause of at most nplusone_max_gap.
  */
 static inline bool
-np_same_loop(LocalTransactionId lxid, bool in_block, TimestampTz last, TimestampTz now)
+nplusone_same_loop(LocalTransactionId lxid, bool in_block, TimestampTz last, TimestampTz now)
 {
-	return lxid == NP_CURRENT_LXID ||
-		(!in_block && (now - last) <= (int64) pk_nplus_max_gap * 1000);
+	return lxid == PK_MY_LXID ||
+		(!in_block && (now - last) <= (int64) pk_nplusone_max_gap * 1000);
 }
 
 /* One step of a loop: count it, and publish once it is long enough */
 static void
-np_step(NpTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
-		const NpValues *vals)
+nplusone_step(NplusoneTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
+		const NplusoneValues *vals)
 {
 	if (t->count > 0 &&
-		(!np_same_loop(t->lxid, t->in_block, t->last_ts, now) ||
-		 (t->identical && np_seq - t->last_seq > NP_IDENTICAL_SPAN)))
+		(!nplusone_same_loop(t->lxid, t->in_block, t->last_ts, now) ||
+		 (t->identical && nplusone_seq - t->last_seq > NPLUSONE_IDENTICAL_SPAN)))
 	{
 		t->count = 0;
 		t->time = 0;
@@ -737,41 +816,41 @@ np_step(NpTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
 		t->count = 1;
 	t->count++;
 	t->time += duration_ms;
-	t->lxid = NP_CURRENT_LXID;
+	t->lxid = PK_MY_LXID;
 	t->in_block = IsTransactionBlock();
 	t->last_ts = now;
-	t->last_seq = np_seq;
+	t->last_seq = nplusone_seq;
 
 	if (t->published)
 	{
 		if (!t->quiet)
-			np_publish(t, false, 1, duration_ms, queryDesc, vals);
+			nplusone_publish(t, false, 1, duration_ms, queryDesc, vals);
 	}
-	else if (t->count >= pk_nplus_min_repeats)
+	else if (t->count >= pk_nplusone_min_repeats)
 	{
 		/* loops of perfkit's own functions (perfkit.report()) are not the user's */
-		t->quiet = np_quiet_statement == np_statements_started;
+		t->quiet = nplusone_quiet_statement == nplusone_statements_started;
 		if (!t->quiet)
-			np_publish(t, true, t->count, t->time, queryDesc, vals);
+			nplusone_publish(t, true, t->count, t->time, queryDesc, vals);
 		t->published = true;
 	}
 }
 
 /* The hashes of the last values of each statement, to tell repeats with the same values */
-typedef struct NpLastValues
+typedef struct NplusoneLastValues
 {
 	uint64		queryid;
 	int			n;
-	uint32		hash[NP_MAX_POS];
-} NpLastValues;
+	uint32		hash[NPLUSONE_MAX_POS];
+} NplusoneLastValues;
 
-static NpLastValues np_last_values[NP_SHAPES];
+static NplusoneLastValues nplusone_last_values[NPLUSONE_SHAPES];
 
 /* True when this execution has the values of the statement's previous one; remembers them */
 static bool
-np_same_as_last(uint64 queryid, const NpValues *vals)
+nplusone_same_as_last(uint64 queryid, const NplusoneValues *vals)
 {
-	NpLastValues *last = &np_last_values[queryid % NP_SHAPES];
+	NplusoneLastValues *last = &nplusone_last_values[queryid % NPLUSONE_SHAPES];
 	bool		same = last->queryid == queryid && last->n == vals->n;
 
 	for (int i = 0; i < vals->n; i++)
@@ -789,87 +868,171 @@ np_same_as_last(uint64 queryid, const NpValues *vals)
  * it may be a step of.
  */
 void
-pk_nplus_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level,
+pk_nplusone_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level,
 					   TimestampTz now)
 {
-	NpValues	vals;
+	NplusoneValues	vals;
 	bool		identical;
 	int			ntrackers = 0;
-	int			trackers[NP_TRACKERS];
+	int			trackers[NPLUSONE_TRACKERS];
 
-	if (!np_active() || queryid == UINT64CONST(0))
+	if (!nplusone_active() || queryid == UINT64CONST(0))
 		return;
-	np_seq++;
+	nplusone_seq++;
 
-	for (int i = 0; i < NP_PARENTS; i++)
-		if (np_parents[i].owner == queryDesc)
+	for (int i = 0; i < NPLUSONE_PARENTS; i++)
+		if (nplusone_parents[i].owner == queryDesc)
 		{
-			np_parents[i].owner = NULL;
-			np_parents[i].last_activity = now;
+			nplusone_parents[i].owner = NULL;
+			nplusone_parents[i].last_activity = now;
 		}
 
-	np_execution_values(queryDesc, queryid, level, &vals);
+	nplusone_execution_values(queryDesc, queryid, level, &vals);
 
-	identical = np_same_as_last(queryid, &vals);
+	identical = nplusone_same_as_last(queryid, &vals);
 
 	if (identical)
 	{
-		np_step(np_tracker(-1, 0, queryid, true), duration_ms, now, queryDesc, &vals);
+		nplusone_step(nplusone_tracker(-1, 0, queryid, true), duration_ms, now, queryDesc, &vals);
 		return;
 	}
 	/* new values: any run of identical repeats of this statement is over */
-	for (int i = 0; i < NP_TRACKERS; i++)
-		if (np_trackers[i].used && np_trackers[i].queryid == queryid)
+	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
+		if (nplusone_trackers[i].used && nplusone_trackers[i].queryid == queryid)
 		{
-			if (np_trackers[i].identical)
-				np_trackers[i].used = false;
+			if (nplusone_trackers[i].identical)
+				nplusone_trackers[i].used = false;
 			else
 				trackers[ntrackers++] = i;
 		}
 
-	for (int p = 0; p < NP_PARENTS; p++)
+	for (int p = 0; p < NPLUSONE_PARENTS; p++)
 	{
-		NpParent   *parent = &np_parents[p];
+		NplusoneParent   *parent = &nplusone_parents[p];
 		bool		hit = false;
-		NpTracker  *t;
+		NplusoneTracker  *t;
 
 		if (parent->queryid != 0 && parent->queryid != queryid && parent->nvalues > 0 &&
-			np_same_loop(parent->lxid, parent->in_block, parent->last_activity, now))
+			nplusone_same_loop(parent->lxid, parent->in_block, parent->last_activity, now))
 		{
 			for (int i = 0; i < vals.n && !hit; i++)
-				hit = np_parent_has(parent, vals.v[i].hash);
+				hit = nplusone_parent_has(parent, vals.v[i].hash);
 		}
 		if (!hit)
 		{
 			/* every step of a loop consumes the parent's values: a miss ends it */
 			for (int i = 0; i < ntrackers; i++)
-				if (np_trackers[trackers[i]].parent == p)
-					np_trackers[trackers[i]].used = false;
+				if (nplusone_trackers[trackers[i]].parent == p)
+					nplusone_trackers[trackers[i]].used = false;
 			continue;
 		}
 
-		t = np_tracker(p, parent->generation, queryid, false);
+		t = nplusone_tracker(p, parent->generation, queryid, false);
 		t->parent_report_queryid = parent->report_queryid;
-		np_step(t, duration_ms, now, queryDesc, &vals);
+		nplusone_step(t, duration_ms, now, queryDesc, &vals);
 		parent->last_activity = now;
-		parent->lxid = NP_CURRENT_LXID;
+		parent->lxid = PK_MY_LXID;
 		parent->in_block = IsTransactionBlock();
 	}
 }
 
 /* Forget every pattern */
 void
-pk_nplus_reset(void)
+pk_nplusone_reset(void)
 {
 	HASH_SEQ_STATUS hs;
-	PkNplusEntry *e;
+	PkNplusoneEntry *e;
 
-	LWLockAcquire(pk_nplus_state->lock, LW_EXCLUSIVE);
-	hash_seq_init(&hs, pk_nplus_hash);
+	LWLockAcquire(pk_nplusone_state->lock, LW_EXCLUSIVE);
+	hash_seq_init(&hs, pk_nplusone_hash);
 	while ((e = hash_seq_search(&hs)) != NULL)
-		hash_search(pk_nplus_hash, &e->key, HASH_REMOVE, NULL);
-	SpinLockAcquire(&pk_nplus_state->mutex);
-	pk_nplus_state->dropped = 0;
-	SpinLockRelease(&pk_nplus_state->mutex);
-	LWLockRelease(pk_nplus_state->lock);
+		hash_search(pk_nplusone_hash, &e->key, HASH_REMOVE, NULL);
+	SpinLockAcquire(&pk_nplusone_state->mutex);
+	pk_nplusone_state->dropped = 0;
+	SpinLockRelease(&pk_nplusone_state->mutex);
+	LWLockRelease(pk_nplusone_state->lock);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(perfkit_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_reset_n_plus_one);
+PG_FUNCTION_INFO_V1(perfkit_nplusone_quiet);
+
+#define PK_NPLUSONE_COLS	14
+
+/* Rows of perfkit.n_plus_one (texts and the suggestion are added in SQL) */
+Datum
+perfkit_n_plus_one(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	HASH_SEQ_STATUS hs;
+	PkNplusoneEntry *e;
+
+	pk_require_preloaded(pk_nplusone_state != NULL);
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(pk_nplusone_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_nplusone_hash);
+	while ((e = hash_seq_search(&hs)) != NULL)
+	{
+		Datum		values[PK_NPLUSONE_COLS];
+		bool		nulls[PK_NPLUSONE_COLS];
+		PkNplusoneEntry c;
+		int			i = 0;
+
+		SpinLockAcquire(&e->mutex);
+		memcpy(&c, e, sizeof(c));
+		SpinLockRelease(&e->mutex);
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = ObjectIdGetDatum(c.key.userid);
+		values[i++] = ObjectIdGetDatum(c.key.dbid);
+		values[i++] = CStringGetTextDatum(c.application_name);
+		values[i++] = Int64GetDatum((int64) c.key.parent_queryid);
+		nulls[i - 1] = c.key.parent_queryid == 0;
+		values[i++] = Int64GetDatum((int64) c.key.queryid);
+		values[i++] = Int64GetDatum(c.detections);
+		values[i++] = Int32GetDatum(c.last_repeats);
+		values[i++] = Int32GetDatum(c.max_repeats);
+		values[i++] = Int64GetDatum(c.total_repeats);
+		values[i++] = Float8GetDatum(c.total_time);
+		values[i++] = BoolGetDatum(c.key.confirmed);
+		if (read_all || c.key.userid == viewer)
+			values[i] = CStringGetTextDatum(c.sample_params);
+		else
+			nulls[i] = true;
+		i++;
+		values[i++] = TimestampTzGetDatum(c.first_seen);
+		values[i++] = TimestampTzGetDatum(c.last_seen);
+		Assert(i == PK_NPLUSONE_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_nplusone_state->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_n_plus_one(): forget every detected pattern */
+Datum
+perfkit_reset_n_plus_one(PG_FUNCTION_ARGS)
+{
+	pk_require_preloaded(pk_nplusone_state != NULL);
+	pk_nplusone_reset();
+	PG_RETURN_VOID();
+}
+
+/* perfkit._nplusone_quiet(): the loops of the running client statement are perfkit's own */
+Datum
+perfkit_nplusone_quiet(PG_FUNCTION_ARGS)
+{
+	pk_require_preloaded(pk_nplusone_state != NULL);
+	pk_nplusone_quiet();
+	PG_RETURN_VOID();
 }

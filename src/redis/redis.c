@@ -134,7 +134,7 @@ pk_redis_check_prefix(char **newval, void **extra, GucSource source)
 }
 
 /* Register the perfkit.redis_* settings */
-void
+static void
 pk_redis_define_settings(void)
 {
 	DefineCustomStringVariable("perfkit.redis_url",
@@ -424,10 +424,11 @@ pk_redis_executor_end(QueryDesc *queryDesc)
 	MemoryContextDelete(cap->cxt);
 }
 
-/* Module load (postmaster): the worker, and the write tracking's callbacks */
+/* Module load (postmaster): the settings, the worker, and the write tracking's callbacks */
 void
 pk_redis_init(void)
 {
+	pk_redis_define_settings();
 	pk_redis_register_worker();
 	pk_redis_writes_init();
 }

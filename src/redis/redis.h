@@ -21,7 +21,7 @@
 #ifndef PERFKIT_REDISCACHE_H
 #define PERFKIT_REDISCACHE_H
 
-#include "core/perfkit.h"
+#include "core/core.h"
 
 #include "access/transam.h"
 #include "executor/execdesc.h"
@@ -223,7 +223,6 @@ extern char *pk_redis_exclude_tables;
 extern char *pk_redis_exclude_queries;
 
 /* rediscache.c: set-up, called from perfkit.c */
-extern void pk_redis_define_settings(void);
 extern void pk_redis_init(void);
 
 /* rediscache.c: statement side, called from hooks.c */

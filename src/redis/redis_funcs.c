@@ -38,11 +38,7 @@ PG_FUNCTION_INFO_V1(perfkit_redis_status);
 static void
 pk_redis_require_loaded(void)
 {
-	if (pk_redis == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("perfkit must be loaded via \"shared_preload_libraries\""),
-				 errhint("Add perfkit to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+	pk_require_preloaded(pk_redis != NULL);
 }
 
 /* perfkit.redis_key(query text, params text[]): the Redis key of a statement's result */

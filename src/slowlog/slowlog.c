@@ -22,12 +22,16 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "catalog/pg_authid.h"
 #include "commands/explain.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "mb/stringinfo_mb.h"
 #include "miscadmin.h"
 #include "nodes/params.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -37,7 +41,66 @@
 
 #define PK_TRUNCATED_MARK	"\n[... truncated]"
 
-PkSlowRing *pk_slow_ring = NULL;
+/* One captured slow execution, in the shared ring */
+typedef struct PkSlowEntry
+{
+	TimestampTz ts;				/* when the execution ended */
+	int			pid;			/* backend process id */
+	Oid			userid;			/* role */
+	Oid			dbid;			/* database */
+	uint64		queryid;		/* fingerprint */
+	int			level;			/* nesting level, 0 = sent by the client */
+	double		duration_ms;	/* execution time */
+	int64		rows;			/* rows returned or affected */
+	char		application_name[NAMEDATALEN];	/* client's application_name */
+	int			query_len;		/* bytes of query at text[0] */
+	int			params_len;		/* bytes of params after it, -1 = none */
+	int			plan_len;		/* bytes of plan after them */
+	char		text[PK_SLOW_TEXT_BYTES];	/* query, params, plan, each NUL-ended */
+} PkSlowEntry;
+
+/* The ring of the latest perfkit.slow_max slow executions */
+typedef struct PkSlowRing
+{
+	LWLock	   *lock;			/* protects everything below */
+	uint64		captured;		/* executions captured since reset; next slot = captured % size */
+	PkSlowEntry entries[FLEXIBLE_ARRAY_MEMBER];
+} PkSlowRing;
+
+/* Settings */
+int			pk_slow_threshold = 1000;
+int			pk_slow_max = 100;
+bool		pk_slow_log = false;
+bool		pk_slow_analyze = false;
+int			pk_slow_params_max_length = 256;
+
+static PkSlowRing *pk_slow_ring = NULL;
+
+/* Register the slow-query settings (from _PG_init) */
+void
+pk_slowlog_init(void)
+{
+	DefineCustomIntVariable("perfkit.slow_threshold",
+							"Executions at or above this duration are captured as slow queries; -1 disables.",
+							NULL, &pk_slow_threshold, 1000, -1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.slow_max",
+							"Number of slow executions kept in the shared ring; the oldest are overwritten.",
+							NULL, &pk_slow_max, 100, 0, 10000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.slow_log",
+							 "Also writes each slow execution to the server log, as auto_explain does.",
+							 NULL, &pk_slow_log, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.slow_analyze",
+							 "Instruments every plan node so that slow plans show actual rows and times (costs throughput).",
+							 NULL, &pk_slow_analyze, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.slow_params_max_length",
+							"Bytes kept of each bind parameter value of a slow execution; 0 keeps none, -1 keeps them whole.",
+							NULL, &pk_slow_params_max_length, 256, -1, PK_SLOW_PARAMS_MAX,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+}
 
 /* Shared memory needed by the ring */
 Size
@@ -56,7 +119,7 @@ pk_slowlog_shmem_init(void)
 	pk_slow_ring = ShmemInitStruct("perfkit slow queries", pk_slowlog_shmem_size(), &found);
 	if (!found)
 	{
-		pk_slow_ring->lock = &(GetNamedLWLockTranche("perfkit"))[1].lock;
+		pk_slow_ring->lock = pk_lwlock(PK_LOCK_SLOWLOG);
 		pk_slow_ring->captured = 0;
 	}
 }
@@ -254,4 +317,81 @@ pk_slowlog_reset(void)
 	LWLockAcquire(pk_slow_ring->lock, LW_EXCLUSIVE);
 	pk_slow_ring->captured = 0;
 	LWLockRelease(pk_slow_ring->lock);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(perfkit_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
+
+#define PK_SLOW_COLS		13
+
+/* Rows of perfkit.slow_queries, newest first */
+Datum
+perfkit_slow_queries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			viewer = GetUserId();
+	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
+	uint64		captured;
+	uint64		oldest;
+
+	pk_require_preloaded(pk_slow_ring != NULL);
+	InitMaterializedSRF(fcinfo, 0);
+	if (pk_slow_max <= 0)
+		return (Datum) 0;
+
+	LWLockAcquire(pk_slow_ring->lock, LW_SHARED);
+	captured = pk_slow_ring->captured;
+	oldest = captured > (uint64) pk_slow_max ? captured - pk_slow_max : 0;
+	for (uint64 n = captured; n > oldest; n--)
+	{
+		PkSlowEntry *e = &pk_slow_ring->entries[(n - 1) % pk_slow_max];
+		Datum		values[PK_SLOW_COLS];
+		bool		nulls[PK_SLOW_COLS];
+		bool		visible = read_all || e->userid == viewer;
+		const char *params = e->text + e->query_len + 1;
+		const char *plan = params + (e->params_len >= 0 ? e->params_len + 1 : 0);
+		int			i = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[i++] = TimestampTzGetDatum(e->ts);
+		values[i++] = Int32GetDatum(e->pid);
+		values[i++] = ObjectIdGetDatum(e->userid);
+		values[i++] = ObjectIdGetDatum(e->dbid);
+		values[i++] = CStringGetTextDatum(e->application_name);
+		values[i++] = Int64GetDatum((int64) e->queryid);
+		values[i++] = Int32GetDatum(e->level);
+		values[i++] = Float8GetDatum(e->duration_ms);
+		values[i++] = Int64GetDatum(e->rows);
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(e->text, e->query_len));
+		nulls[i++] = !visible;
+		if (visible && e->params_len >= 0)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(params, e->params_len));
+		nulls[i] = !(visible && e->params_len >= 0);
+		i++;
+		if (visible)
+			values[i] = PointerGetDatum(cstring_to_text_with_len(plan, e->plan_len));
+		nulls[i++] = !visible;
+		values[i++] = BoolGetDatum(visible);
+		Assert(i == PK_SLOW_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pk_slow_ring->lock);
+
+	return (Datum) 0;
+}
+
+/* perfkit.reset_slow_queries(): forget every captured slow execution */
+Datum
+perfkit_reset_slow_queries(PG_FUNCTION_ARGS)
+{
+	pk_require_preloaded(pk_slow_ring != NULL);
+	pk_slowlog_reset();
+	PG_RETURN_VOID();
 }

@@ -36,10 +36,11 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/shmem.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "import/normalize.h"
-#include "stats/stats.h"
+#include "stats/stats_internal.h"
 
 #define PK_EVICT_FRACTION	0.05	/* share of entries removed per pass */
 #define PK_EVICT_MIN		10		/* at least this many per pass */
@@ -47,8 +48,36 @@
 #define PK_UNUSED_DECAY		0.50	/* ... by entries that never completed */
 #define PK_USAGE_INIT		1.0		/* usage of the very first entries */
 
+/* Settings */
+bool		pk_track_utility = true;
+bool		pk_save = true;
+int			pk_max_statements = 5000;
+int			pk_max_query_length = 2048;
+
 PkSharedState *pk_state = NULL;
 HTAB	   *pk_hash = NULL;
+
+/* Register the statistics settings (from _PG_init) */
+void
+pk_stats_init(void)
+{
+	DefineCustomBoolVariable("perfkit.track_utility",
+							 "Records utility statements (DDL, COPY, VACUUM, ...) too.",
+							 NULL, &pk_track_utility, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("perfkit.save",
+							 "Saves the statistics at clean shutdown and reloads them at start.",
+							 NULL, &pk_save, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.max_statements",
+							"Maximum number of statements tracked; the least used are evicted beyond it.",
+							NULL, &pk_max_statements, 5000, 100, INT_MAX / 2,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.max_query_length",
+							"Bytes of normalized statement text kept per statement; longer texts are truncated.",
+							NULL, &pk_max_query_length, 2048, 64, 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
+}
 
 /* Size of one hash entry, including the text buffer */
 static Size
@@ -78,7 +107,7 @@ pk_stats_shmem_init(void)
 	pk_state = ShmemInitStruct("perfkit state", sizeof(PkSharedState), &found);
 	if (!found)
 	{
-		pk_state->lock = &(GetNamedLWLockTranche("perfkit"))->lock;
+		pk_state->lock = pk_lwlock(PK_LOCK_STATS);
 		SpinLockInit(&pk_state->mutex);
 		pk_state->evictions = 0;
 		pk_state->dropped = 0;
@@ -99,11 +128,36 @@ pk_stats_shmem_init(void)
 void
 pk_stats_require_loaded(void)
 {
-	if (pk_state == NULL || pk_hash == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("perfkit must be loaded via \"shared_preload_libraries\""),
-				 errhint("Add perfkit to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+	pk_require_preloaded(pk_state != NULL && pk_hash != NULL);
+}
+
+/* Calls of a statement of a role in a database, top level or not (0 if unknown) */
+int64
+pk_stats_calls(Oid userid, Oid dbid, uint64 queryid)
+{
+	int64		calls = 0;
+
+	for (int toplevel = 0; toplevel <= 1; toplevel++)
+	{
+		PkStatsKey	key;
+		PkStatsEntry *e;
+
+		memset(&key, 0, sizeof(key));
+		key.userid = userid;
+		key.dbid = dbid;
+		key.queryid = queryid;
+		key.toplevel = (toplevel == 1);
+		LWLockAcquire(pk_state->lock, LW_SHARED);
+		e = hash_search(pk_hash, &key, HASH_FIND, NULL);
+		if (e != NULL)
+		{
+			SpinLockAcquire(&e->mutex);
+			calls += e->counters.calls;
+			SpinLockRelease(&e->mutex);
+		}
+		LWLockRelease(pk_state->lock);
+	}
+	return calls;
 }
 
 /* Build the key of the current role and database for a query id */

@@ -37,7 +37,7 @@
 #include "port/pg_crc32c.h"
 #include "storage/fd.h"
 
-#include "stats/stats.h"
+#include "stats/stats_internal.h"
 
 #define PK_STATS_FILE		"pg_stat/perfkit.stat"
 #define PK_STATS_FILE_TMP	PK_STATS_FILE ".tmp"
@@ -125,7 +125,7 @@ pk_statsfile_save(int code, Datum arg)
 	memset(&header, 0, sizeof(header));
 	header.magic = PK_STATS_MAGIC;
 	header.format = PK_STATS_FORMAT;
-	header.server_major = PG_VERSION_NUM / 100;
+	header.server_major = PK_PG_MAJOR_X100;
 	header.hist_buckets = PK_HIST_BUCKETS;
 	header.counters_size = sizeof(PkCounters);
 	header.nentries = (int32) hash_get_num_entries(pk_hash);
@@ -286,7 +286,7 @@ pk_statsfile_load(void)
 		if (header.magic != PK_STATS_MAGIC)
 			problem = "not a perfkit statistics file";
 		else if (header.format != PK_STATS_FORMAT ||
-				 header.server_major != PG_VERSION_NUM / 100 ||
+				 header.server_major != PK_PG_MAJOR_X100 ||
 				 header.hist_buckets != PK_HIST_BUCKETS ||
 				 header.counters_size != sizeof(PkCounters))
 			problem = "written by another version of perfkit or of the server";

@@ -16,33 +16,23 @@
 #include <math.h>
 
 #include "catalog/pg_authid.h"
-#include "fmgr.h"
 #include "funcapi.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
-#include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "nplusone/nplusone.h"
-#include "slowlog/slowlog.h"
-#include "stats/stats.h"
+#include "stats/stats_internal.h"
 
 PG_FUNCTION_INFO_V1(perfkit_statements);
 PG_FUNCTION_INFO_V1(perfkit_info);
 PG_FUNCTION_INFO_V1(perfkit_reset);
 PG_FUNCTION_INFO_V1(perfkit_latency_bins);
-PG_FUNCTION_INFO_V1(perfkit_slow_queries);
-PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
-PG_FUNCTION_INFO_V1(perfkit_n_plus_one);
-PG_FUNCTION_INFO_V1(perfkit_reset_n_plus_one);
-PG_FUNCTION_INFO_V1(perfkit_nplusone_quiet);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
-#define PK_SLOW_COLS		13
-#define PK_NPLUS_COLS		14
 #define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
 
 /* Rows of perfkit.statements (joined to role and database names in SQL) */
@@ -187,146 +177,6 @@ perfkit_latency_bins(PG_FUNCTION_ARGS)
 													  i == PK_BINS - 1 ? -1 : bounds[i]));
 	PG_RETURN_ARRAYTYPE_P(construct_array(bins, PK_BINS, INT8OID, 8, FLOAT8PASSBYVAL,
 										  TYPALIGN_DOUBLE));
-}
-
-/* Rows of perfkit.slow_queries, newest first */
-Datum
-perfkit_slow_queries(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			viewer = GetUserId();
-	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
-	uint64		captured;
-	uint64		oldest;
-
-	pk_stats_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-	if (pk_slow_max <= 0)
-		return (Datum) 0;
-
-	LWLockAcquire(pk_slow_ring->lock, LW_SHARED);
-	captured = pk_slow_ring->captured;
-	oldest = captured > (uint64) pk_slow_max ? captured - pk_slow_max : 0;
-	for (uint64 n = captured; n > oldest; n--)
-	{
-		PkSlowEntry *e = &pk_slow_ring->entries[(n - 1) % pk_slow_max];
-		Datum		values[PK_SLOW_COLS];
-		bool		nulls[PK_SLOW_COLS];
-		bool		visible = read_all || e->userid == viewer;
-		const char *params = e->text + e->query_len + 1;
-		const char *plan = params + (e->params_len >= 0 ? e->params_len + 1 : 0);
-		int			i = 0;
-
-		memset(nulls, 0, sizeof(nulls));
-		values[i++] = TimestampTzGetDatum(e->ts);
-		values[i++] = Int32GetDatum(e->pid);
-		values[i++] = ObjectIdGetDatum(e->userid);
-		values[i++] = ObjectIdGetDatum(e->dbid);
-		values[i++] = CStringGetTextDatum(e->application_name);
-		values[i++] = Int64GetDatum((int64) e->queryid);
-		values[i++] = Int32GetDatum(e->level);
-		values[i++] = Float8GetDatum(e->duration_ms);
-		values[i++] = Int64GetDatum(e->rows);
-		if (visible)
-			values[i] = PointerGetDatum(cstring_to_text_with_len(e->text, e->query_len));
-		nulls[i++] = !visible;
-		if (visible && e->params_len >= 0)
-			values[i] = PointerGetDatum(cstring_to_text_with_len(params, e->params_len));
-		nulls[i] = !(visible && e->params_len >= 0);
-		i++;
-		if (visible)
-			values[i] = PointerGetDatum(cstring_to_text_with_len(plan, e->plan_len));
-		nulls[i++] = !visible;
-		values[i++] = BoolGetDatum(visible);
-		Assert(i == PK_SLOW_COLS);
-
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	LWLockRelease(pk_slow_ring->lock);
-
-	return (Datum) 0;
-}
-
-/* perfkit.reset_slow_queries(): forget every captured slow execution */
-Datum
-perfkit_reset_slow_queries(PG_FUNCTION_ARGS)
-{
-	pk_stats_require_loaded();
-	pk_slowlog_reset();
-	PG_RETURN_VOID();
-}
-
-/* Rows of perfkit.n_plus_one (texts and the suggestion are added in SQL) */
-Datum
-perfkit_n_plus_one(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			viewer = GetUserId();
-	bool		read_all = has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS);
-	HASH_SEQ_STATUS hs;
-	PkNplusEntry *e;
-
-	pk_stats_require_loaded();
-	InitMaterializedSRF(fcinfo, 0);
-
-	LWLockAcquire(pk_nplus_state->lock, LW_SHARED);
-	hash_seq_init(&hs, pk_nplus_hash);
-	while ((e = hash_seq_search(&hs)) != NULL)
-	{
-		Datum		values[PK_NPLUS_COLS];
-		bool		nulls[PK_NPLUS_COLS];
-		PkNplusEntry c;
-		int			i = 0;
-
-		SpinLockAcquire(&e->mutex);
-		memcpy(&c, e, sizeof(c));
-		SpinLockRelease(&e->mutex);
-
-		memset(nulls, 0, sizeof(nulls));
-		values[i++] = ObjectIdGetDatum(c.key.userid);
-		values[i++] = ObjectIdGetDatum(c.key.dbid);
-		values[i++] = CStringGetTextDatum(c.application_name);
-		values[i++] = Int64GetDatum((int64) c.key.parent_queryid);
-		nulls[i - 1] = c.key.parent_queryid == 0;
-		values[i++] = Int64GetDatum((int64) c.key.queryid);
-		values[i++] = Int64GetDatum(c.detections);
-		values[i++] = Int32GetDatum(c.last_repeats);
-		values[i++] = Int32GetDatum(c.max_repeats);
-		values[i++] = Int64GetDatum(c.total_repeats);
-		values[i++] = Float8GetDatum(c.total_time);
-		values[i++] = BoolGetDatum(c.key.confirmed);
-		if (read_all || c.key.userid == viewer)
-			values[i] = CStringGetTextDatum(c.sample_params);
-		else
-			nulls[i] = true;
-		i++;
-		values[i++] = TimestampTzGetDatum(c.first_seen);
-		values[i++] = TimestampTzGetDatum(c.last_seen);
-		Assert(i == PK_NPLUS_COLS);
-
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	LWLockRelease(pk_nplus_state->lock);
-
-	return (Datum) 0;
-}
-
-/* perfkit.reset_n_plus_one(): forget every detected pattern */
-Datum
-perfkit_reset_n_plus_one(PG_FUNCTION_ARGS)
-{
-	pk_stats_require_loaded();
-	pk_nplus_reset();
-	PG_RETURN_VOID();
-}
-
-/* perfkit._nplusone_quiet(): the loops of the running client statement are perfkit's own */
-Datum
-perfkit_nplusone_quiet(PG_FUNCTION_ARGS)
-{
-	pk_stats_require_loaded();
-	pk_nplus_quiet();
-	PG_RETURN_VOID();
 }
 
 /* perfkit.reset(): forget all statement statistics */

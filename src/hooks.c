@@ -40,12 +40,11 @@
 #include "tcop/utility.h"
 
 #include "advisor/advisor.h"
+#include "hooks.h"
 #include "nplusone/nplusone.h"
 #include "redis/redis.h"
 #include "slowlog/slowlog.h"
 #include "stats/stats.h"
-
-int			pk_nesting_level = 0;
 
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -62,7 +61,7 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static inline bool
 pk_active(void)
 {
-	return pk_state != NULL && pk_tracking(pk_nesting_level);
+	return pk_shmem_attached && pk_tracking(pk_nesting_level);
 }
 
 /* Create the entry of a new statement with its normalized text */
@@ -74,7 +73,7 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
 
-	pk_nplus_note_parse(query, pk_nesting_level);
+	pk_nplusone_note_parse(query, pk_nesting_level);
 
 	if (!pk_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL)
 		return;
@@ -106,9 +105,9 @@ pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	pk_redis_executor_start(queryDesc, eflags);
 
 	if (pk_nesting_level == 0)
-		pk_nplus_note_toplevel(queryDesc->plannedstmt->queryId);
+		pk_nplusone_note_toplevel(queryDesc->plannedstmt->queryId);
 
-	if ((pk_active() || pk_nplus_enabled) && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
+	if ((pk_active() || pk_nplusone_enabled) && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
 		queryDesc->totaltime == NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(queryDesc->estate->es_query_cxt);
@@ -124,7 +123,7 @@ pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 			   bool execute_once)
 {
 	DestReceiver *dest = queryDesc->dest;
-	DestReceiver *tap = pk_nplus_tap(queryDesc, queryDesc->plannedstmt->queryId);
+	DestReceiver *tap = pk_nplusone_tap(queryDesc, queryDesc->plannedstmt->queryId);
 
 	/* the N+1 detector, then the Redis capture, see the rows on their way to the client */
 	if (tap != NULL)
@@ -184,10 +183,10 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 	}
 
 	/* one clock read serves the N+1 detector and the statistics */
-	if (queryid != UINT64CONST(0) && (pk_nplus_enabled || pk_active()))
+	if (queryid != UINT64CONST(0) && (pk_nplusone_enabled || pk_active()))
 		end_time = GetCurrentTimestamp();
 
-	pk_nplus_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level, end_time);
+	pk_nplusone_statement_end(queryDesc, queryid, duration_ms, pk_nesting_level, end_time);
 
 	if (queryid != UINT64CONST(0) && instr != NULL && pk_active())
 	{
@@ -273,7 +272,7 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	PkStatsKey	key;
 
 	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
-		pk_nplus_note_toplevel(queryid);
+		pk_nplusone_note_toplevel(queryid);
 
 	pk_redis_utility(pstmt);
 
@@ -319,7 +318,7 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 /* Install the hooks of this file, saving the previous ones */
 void
-pk_install_executor_hooks(void)
+pk_install_statement_hooks(void)
 {
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = pk_post_parse_analyze;
