@@ -121,7 +121,6 @@
 #include "utils/syscache.h"
 
 #include "indexbuild/indexbuild.h"
-#include "stats/stats.h"
 
 PG_FUNCTION_INFO_V1(perfkit_create_index_concurrently);
 PG_FUNCTION_INFO_V1(perfkit_create_index_concurrently_columns);
@@ -214,7 +213,6 @@ pk_indexbuild_shmem_init(void)
 static void
 pk_ib_require_loaded(void)
 {
-	pk_stats_require_loaded();
 	pk_require_preloaded(pk_ib != NULL);
 }
 
