@@ -21,7 +21,7 @@
  *	- the N+1 detector (nplusone.c) reads each statement's constants at
  *	  parse time, taps the rows of row-returning statements in ExecutorRun
  *	  and follows loops in ExecutorEnd;
- *	- the index advisor (quals.c) samples statements at ExecutorStart and
+ *	- the index advisor (advisor_collect.c) samples statements at ExecutorStart and
  *	  keeps their predicates at ExecutorEnd.
  * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
  * prepared statement's own executor run is.

@@ -20,7 +20,7 @@
  *	   A candidate that is a prefix of an existing valid index of the same
  *	   method is dropped.
  *	3. Plan every statement a candidate could serve (predicates on all its
- *	   columns) without it and with it (whatif.c), each statement in
+ *	   columns) without it and with it (advisor_whatif.c), each statement in
  *	   a subtransaction, as the role that ran it, under its search_path,
  *	   in a security-restricted context; a statement that no longer plans
  *	   (dropped table, changed column) is skipped.  A candidate helps a

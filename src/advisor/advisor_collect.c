@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * quals.c
+ * advisor_collect.c
  *	  Index advisor, collection: the predicates, join columns and sort keys
  *	  of sampled statements, kept per fingerprint in bounded shared memory.
  *
@@ -53,7 +53,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 
-#include "advisor/advisor.h"
+#include "advisor/advisor_internal.h"
 
 /* Settings */
 double		pk_advisor_sample_rate = 0.1;

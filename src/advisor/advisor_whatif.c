@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * whatif.c
+ * advisor_whatif.c
  *	  Index advisor, what-if planning: plan a statement as if a candidate
  *	  index existed, without creating it and without executing anything.
  *
@@ -39,7 +39,7 @@
 #include "storage/bufpage.h"
 #include "utils/lsyscache.h"
 
-#include "advisor/advisor.h"
+#include "advisor/advisor_internal.h"
 
 #define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
 

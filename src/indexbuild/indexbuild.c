@@ -9,7 +9,7 @@
  * So perfkit.create_index_concurrently() only validates the request and
  * writes it as a row of perfkit.index_build_requests, in the caller's
  * transaction: the request becomes visible when the migration commits and
- * vanishes if it rolls back.  A background worker (indexbuild_worker.c)
+ * vanishes if it rolls back.  A background worker (indexbuild_builder.c)
  * runs the statement afterwards, as a top-level statement of its own.
  *
  * Validation happens here, in the caller's transaction, so that a bad
@@ -68,7 +68,7 @@
  * running_id is the build it cancels, and counts itself in
  * cancel_signalling until its kill() has returned; the builder waits for
  * that count to drop to zero whenever a statement ends, so a SIGINT meant
- * for one build never reaches the next one (indexbuild_worker.c), and the
+ * for one build never reaches the next one (indexbuild_builder.c), and the
  * launcher does not free a slot while the count is nonzero.  Row-level
  * state lives in the table and follows ordinary transactional rules.
  *

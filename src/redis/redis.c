@@ -1,28 +1,28 @@
 /*-------------------------------------------------------------------------
  *
- * rediscache.c
+ * redis.c
  *	  Push the results of hot read-only statements to Redis, where any
  *	  application can GET them, and delete them when a table they read
  *	  changes: settings, set-up, and the executor hook glue that decides
  *	  what to capture.  Write tracking and the commit callback are in
- *	  rediswrites.c.
+ *	  redis_writes.c.
  *
  * Statement side (every backend; no network I/O, no waiting):
  *	- ExecutorStart of a top-level SELECT counts its fingerprint in a
- *	  lock-free per-minute counter (redisqueue.c).  Once it is hot, the
+ *	  lock-free per-minute counter (redis_queue.c).  Once it is hot, the
  *	  backend hashes the statement's text and raw bind parameters into a
  *	  64-bit identity and sums the generations of the tables it reads; if
  *	  this identity was pushed at these generations lately, or captured
  *	  less than perfkit.redis_min_push_interval ago, nothing more happens
  *	  (the steady state: a few atomic reads, no allocation).  Otherwise the
- *	  statement is checked (redissafe.c; a negative verdict is remembered
+ *	  statement is checked (redis_safe.c; a negative verdict is remembered
  *	  for a second), the key is computed (SHA-1 of the text and of the
- *	  parameters' text forms, redisjson.c) and a capture starts: a
+ *	  parameters' text forms, redis_json.c) and a capture starts: a
  *	  DestReceiver tap writes the rows as JSON while they go to the client,
  *	  and ExecutorEnd of a complete run queues the value.
  *	- Writes (DML targets at any nesting level, COPY FROM, TRUNCATE,
  *	  ALTER, GRANT, REFRESH, DROP) are listed per transaction in backend
- *	  memory (rediswrites.c).  At commit -- after the commit is visible --
+ *	  memory (redis_writes.c).  At commit -- after the commit is visible --
  *	  the transaction bumps the write generation of each table and queues
  *	  one invalidation.
  *
@@ -75,7 +75,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 #define PK_REDIS_OPEN			4	/* captures open at once (portals) */
 #define PK_REDIS_UNSAFE_CACHE	64	/* statements remembered as not pushable */

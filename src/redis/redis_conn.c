@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redisconn.c
+ * redis_conn.c
  *	  The pusher's Redis connection: URL parsing, connect with timeouts and
  *	  backoff, single commands, and the flush of every pushed key.
  *
@@ -28,7 +28,7 @@
 #include "postmaster/interrupt.h"
 #include "utils/timestamp.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 #define PK_BACKOFF_MIN		100 /* ms before the first reconnect */
 #define PK_BACKOFF_MAX		5000	/* ms between reconnects, at most */

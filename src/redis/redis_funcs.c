@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redisfuncs.c
+ * redis_funcs.c
  *	  SQL-callable functions of the Redis push: perfkit.redis_key() and the
  *	  row behind the perfkit.redis_status view.
  *
@@ -27,7 +27,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 PG_FUNCTION_INFO_V1(perfkit_redis_key);
 PG_FUNCTION_INFO_V1(perfkit_redis_status);

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redisjson.c
+ * redis_json.c
  *	  Capture of a hot statement's result as JSON on its way to the client,
  *	  and the hash of the statement's text and parameters that names it.
  *
@@ -25,7 +25,7 @@
  *
  * The key hash is the SHA-1 of the statement's text, followed for each
  * bind parameter by a NUL byte and the parameter's text output with every
- * backslash doubled ("\N" for NULL); see rediscache.c for what "the
+ * backslash doubled ("\N" for NULL); see redis.c for what "the
  * statement's text" is.
  *
  *-------------------------------------------------------------------------
@@ -47,7 +47,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 /* How a column is encoded */
 #define PK_JSON_TEXT		0	/* text output as a JSON string */

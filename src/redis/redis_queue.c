@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redisqueue.c
+ * redis_queue.c
  *	  Shared memory of the Redis push: the bounded queue to the pusher,
  *	  per-table write generations, hot-statement counters, recently pushed
  *	  keys, and the counters of perfkit.redis_status.
@@ -22,7 +22,7 @@
  * a generation and the newest FullTransactionId that bumped it (maxxid).
  * A committing writer raises maxxid, then increments the generation (both
  * full barriers), then queues its invalidation.  A reader reads the
- * generations after its snapshot was taken, then maxxid; see rediscache.c
+ * generations after its snapshot was taken, then maxxid; see redis.c
  * for why this and the worker's check make a stale result impossible to
  * keep.  Generations start at the server start time in microseconds, so
  * they keep growing across restarts (Redis keeps fences made of them).
@@ -50,7 +50,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 PkRedisShared *pk_redis = NULL;
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redissafe.c
+ * redis_safe.c
  *	  What may be pushed to Redis: the statement's text, its plan, the
  *	  relations it reads, and the user's exclusions.
  *
@@ -44,7 +44,7 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 /* Parsed perfkit.redis_exclude_queries */
 typedef struct PkExcludeQueries

@@ -10,11 +10,11 @@
  * database connection.  Each pass of its loop (memory context reset every
  * pass):
  *	- SIGHUP: reload the configuration; a new URL drops the connection;
- *	- connect when needed (redisconn.c: timeouts, AUTH, SELECT, PING,
+ *	- connect when needed (redis_conn.c: timeouts, AUTH, SELECT, PING,
  *	  reconnect with backoff);
  *	- flush when needed: at start, after a URL change, and when a backend
  *	  could not queue an invalidation (flush_all), delete every key under
- *	  the prefix (SCAN + DEL, interruptible, redisconn.c);
+ *	  the prefix (SCAN + DEL, interruptible, redis_conn.c);
  *	- take up to PK_BATCH complete items from the queue, send their
  *	  commands in one pipeline, then read the replies in order, checking
  *	  for SIGTERM between them; the room of an item is given back once all
@@ -24,7 +24,7 @@
  *	- WaitLatch(PG_WAIT_EXTENSION) until a backend queues something.
  *
  * A PUSH is dropped as stale when a generation it was read at has changed
- * (rediscache.c); otherwise a Lua script SETs the value with the TTL,
+ * (redis.c); otherwise a Lua script SETs the value with the TTL,
  * unless a fence of one of its tables is newer than what it was read at,
  * and adds the key to one set per table.  An INVALIDATE raises the
  * table's fence, deletes the keys in the table's set and PUBLISHes the
@@ -55,7 +55,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 #define PK_BATCH			128 /* items per pipeline */
 #define PK_BATCH_BYTES		(4 * 1024 * 1024)	/* bytes of values per pipeline */

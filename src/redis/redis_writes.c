@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * rediswrites.c
+ * redis_writes.c
  *	  Write tracking for the Redis push: which tables a transaction wrote,
  *	  and, once it committed, the bump of their write generations and the
  *	  invalidation of the results that read them.
@@ -22,7 +22,7 @@
  * The transaction callback records the top-level FullTransactionId at
  * PRE_COMMIT / PRE_PREPARE and, at COMMIT / PREPARE -- after the commit is
  * visible to new snapshots -- raises maxxid, bumps the generations, then
- * queues the invalidation (rediscache.c explains why in this order).  That
+ * queues the invalidation (redis.c explains why in this order).  That
  * callback must not fail: it allocates nothing and reads no catalog (names
  * were resolved when the writes were noted).  An aborted transaction just
  * forgets its list; writes of a rolled-back subtransaction are kept, which
@@ -44,7 +44,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 #define PK_REDIS_XACT_TABLES	128 /* written tables listed per transaction */
 

@@ -52,7 +52,7 @@ extern void pk_stats_record(const PkStatsKey *key, const char *source,
 extern void pk_stats_reset(void);
 extern int64 pk_stats_calls(Oid userid, Oid dbid, uint64 queryid);
 
-/* statsfile.c */
+/* stats_file.c */
 extern void pk_statsfile_load(void);
 extern void pk_statsfile_save(int code, Datum arg);
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * statsfile.c
+ * stats_file.c
  *	  Save the statistics table at clean shutdown and load it at start.
  *
  * The postmaster writes pg_stat/perfkit.stat when it exits after a clean

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * views.c
+ * stats_funcs.c
  *	  SQL-callable functions behind the perfkit views.
  *
  * Readers take the table lock in SHARED mode, copy each entry's counters
