@@ -5,48 +5,13 @@
  *	  what-if planning; perfkit.index_recommendations and
  *	  perfkit.recommend_indexes().
  *
- * One computation, for the statements collected in this database (view)
- * or for one statement given by the user (recommend_indexes):
- *	1. Classify each predicate through the catalog: the operator's strategy
- *	   in the column type's default btree operator family makes it an
- *	   equality or a range; an operator only a GIN, GiST or SP-GiST default
- *	   operator class knows maps to that method.  Filters that kept more
- *	   than half of the rows they saw, tables under PK_ADV_MIN_PAGES pages,
- *	   catalogs and temporary tables are dropped here.
- *	2. Candidates per statement and table: equality columns first (the
- *	   columns most statements compare for equality leading), then one
- *	   range column, or the sort keys (ORDER BY ... LIMIT); join columns
- *	   alone; every proper prefix of a multi-column candidate too.
- *	   A candidate that is a prefix of an existing valid index of the same
- *	   method is dropped.
- *	3. Plan every statement a candidate could serve (predicates on all its
- *	   columns) without it and with it (advisor_whatif.c), each statement in
- *	   a subtransaction, as the role that ran it, under its search_path,
- *	   in a security-restricted context; a statement that no longer plans
- *	   (dropped table, changed column) is skipped.  A candidate helps a
- *	   statement when the planner uses it and the plan gets cheaper.
- *	4. Keep candidates whose call-weighted cost cut over the statements
- *	   they help reaches min_improvement; drop a multi-column candidate
- *	   when one of its prefixes alone gets 90% of its benefit on the same
- *	   statements; then choose greedily by score (benefit, reduced by up
- *	   to half for tables that are mostly written), each new index having
- *	   to beat what the indexes already chosen give the statements it
- *	   helps.  Each statement is then
- *	   credited to the chosen index that serves it best; a chosen index
- *	   that is a prefix of another chosen one is dropped when the longer
- *	   one, planned for its statements too, is within 10% of its cost for
- *	   each.  A recommendation's figures (queryids, calls, costs) cover
- *	   the statements credited to it.
- *
- * Memory: everything lives in a context of the calling function; parse
- * trees and plans of one statement go into a scratch context reset after
- * it, so a computation over thousands of statements stays small.
- *
  * Visibility: a statement is replayed as the role that ran it, so only
  * viewers with that role's privileges (the role itself, its members,
  * superusers) get recommendations from it; pg_read_all_stats is not enough,
  * as it would let its holder have code run as other roles (e.g. through a
  * temporary view shadowing a table the statement names).
+ *
+ * The design in full: docs/design.md, "Index advisor computation".
  *
  *-------------------------------------------------------------------------
  */

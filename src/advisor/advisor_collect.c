@@ -587,7 +587,7 @@ pk_adv_cmp_samples(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Make room: remove the least sampled tenth of the entries; caller holds the lock exclusive */
+/* Make room: remove the least sampled tenth of the entries (why not as stats.c evicts: see there); caller holds the lock exclusive */
 static void
 pk_adv_evict_locked(void)
 {

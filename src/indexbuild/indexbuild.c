@@ -1,63 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * indexbuild.c
- *	  Concurrent index builds requested from SQL: settings, shared wake-up
- *	  state, request-time validation and the SQL-callable functions.
- *
- * CREATE INDEX CONCURRENTLY cannot run inside a transaction block or a
- * function, but migration frameworks wrap every migration in a transaction.
- * So perfkit.create_index_concurrently() only validates the request and
- * writes it as a row of perfkit.index_build_requests, in the caller's
- * transaction: the request becomes visible when the migration commits and
- * vanishes if it rolls back.  A background worker (indexbuild_builder.c)
- * runs the statement afterwards, as a top-level statement of its own.
- *
- * Validation happens here, in the caller's transaction, so that a bad
- * request fails the migration instead of failing later in the background:
- * the definition must parse (raw_parser) as exactly one CREATE INDEX; the
- * table must exist, be an ordinary table or materialized view, and belong
- * to the caller (the right CREATE INDEX needs); columns, expressions,
- * operator classes, collations, options and the access method are resolved
- * and the predicate goes through parse analysis (transformIndexStmt), which
- * rejects subqueries and references to other tables, plus the same
- * immutability checks DefineIndex makes.  The structured variant builds the
- * statement from quoted identifiers and checks the predicate on its own
- * first, so nothing in a text argument can add a second statement.
- *
- * The request row is written with SPI as the owner of the requests table
- * (the superuser that created the extension): callers have no privileges on
- * the table itself, and see it through the perfkit.index_builds view, which
- * hides other roles' error texts.  Every query names its objects with their
- * schema and uses OPERATOR(pg_catalog.=), so the caller's search_path
- * cannot redirect them.
- *
- * Trust: the builder runs as a superuser until it switches to a request's
- * role, so it must only ever read the extension's own table.  Any role that
- * may create a schema can create a table named perfkit.index_build_requests
- * in a database without perfkit, and the launcher starts a builder in every
- * database at server start.  So pk_ib_requests_relid() accepts the table
- * only when it is a member of the perfkit extension and owned by a
- * superuser, and checks that before locking it (a lookalike must not even
- * make the builder wait); everything else counts as "not installed".
- *
- * Code of the requester runs during validation when expressions are
- * constant-folded (the immutability check calls IMMUTABLE functions).  As
- * in DefineIndex, that happens as the table's owner, in a security-restricted
- * operation (no temporary objects, no SET ROLE) and in a GUC nest level of
- * its own (settings it changes are reverted), both at request time and when
- * the builder compares an existing index with the request.
- *
- * The definition is parsed again by the builder, with
- * standard_conforming_strings on; a request made with it off could mean
- * something else there, so it is refused.
- *
- * Wake-up: the requesting backend arms a transaction callback; at
- * XACT_EVENT_COMMIT (after the commit is visible to other backends) it marks
- * its database as wanted in shared memory and sets the launcher's latch, so
- * a build starts within milliseconds and nothing polls.  A rolled-back
- * request never wakes anybody.  PREPARE TRANSACTION is refused for a
- * transaction that requested a build, because its commit would happen in
- * another backend, without the callback.
+ *	  Concurrent index builds requested from SQL: settings, shared memory,
+ *	  the wake-up at commit, the trusted requests table and the switch to
+ *	  its owner.
  *
  * Locking: PkIbShared and its per-database slots are protected by a single
  * spinlock, held only to read or write a few fields (never across a system
@@ -71,6 +17,8 @@
  * for one build never reaches the next one (indexbuild_builder.c), and the
  * launcher does not free a slot while the count is nonzero.  Row-level
  * state lives in the table and follows ordinary transactional rules.
+ *
+ * The design in full: docs/design.md, "Index build requests".
  *
  *-------------------------------------------------------------------------
  */

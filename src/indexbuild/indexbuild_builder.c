@@ -5,75 +5,6 @@
  *	  work, that runs requested index builds (started by
  *	  indexbuild_launcher.c).
  *
- * Builder.  It attaches to its database's slot (so there is at most one
- * builder per database, hence at most one build per table at a time),
- * marks rows left 'running' by an earlier builder as pending again (they
- * were interrupted by a restart, a crash or a terminate), then claims
- * pending requests one by one in request order, oldest first:
- *
- *	1. claim: in a transaction of its own, the next pending row becomes
- *	   'running' (FOR UPDATE SKIP LOCKED, attempts + 1), committed.
- *	2. inspect: as the requesting role, under the role's search_path, take
- *	   SHARE UPDATE EXCLUSIVE on the table (the lock CIC itself takes, so
- *	   writers are not blocked; no other CIC/VACUUM/DDL can be half-way)
- *	   and look at what already carries the index's name: an identical
- *	   valid index means 'skipped'; an INVALID one (a leftover of a failed
- *	   or interrupted build, perfkit's or anyone's) is dropped concurrently
- *	   first; anything else is an error.  Comparing with an existing index
- *	   constant-folds the request's expressions, i.e. calls the requester's
- *	   functions: that happens as the table's owner in a security-restricted
- *	   operation and a GUC nest level (pk_ib_index_shape), as in DefineIndex,
- *	   so nothing it does outlives the comparison.
- *	3. build: CREATE INDEX CONCURRENTLY as a top-level statement, the way
- *	   exec_simple_query runs one: a PlannedStmt wrapping the IndexStmt in
- *	   an unnamed portal, PortalRun(isTopLevel = true), between
- *	   StartTransactionCommand and CommitTransactionCommand.  So
- *	   ProcessUtility sees PROCESS_UTILITY_TOPLEVEL outside a transaction
- *	   block and DefineIndex may commit and start transactions internally.
- *	   lock_timeout is perfkit.index_build_lock_timeout and the statement
- *	   timeout perfkit.index_build_statement_timeout.
- *	   A DROP request drops the index only if its stored OID still is the
- *	   index of that name on that table (not one renamed, or one that got
- *	   the OID of a dropped index).
- *	4. record: 'succeeded' with the index's OID, or on error 'failed' with
- *	   the error text, 'cancelled', or 'pending' again with a retry time
- *	   when retrying can help (lock timeout, deadlock, serialization
- *	   failure) and attempts remain.  After a failed build, the INVALID
- *	   index it left is dropped concurrently; after a failed DROP INDEX
- *	   CONCURRENTLY, which marks the index INVALID before it waits, the
- *	   drop is completed.  That clean-up runs like the build (lock timeout,
- *	   statement timeout, cancellable); if it fails too, the row's error
- *	   says so and the INVALID index is left for the next attempt or
- *	   request, which drops it first.
- *
- * Identity.  Steps 2 and 3 and the clean-up run as the requester: the
- * builder changes its session authorization (SetSessionAuthorization)
- * before the step's transaction starts and changes it back after the
- * transaction ended, never with SetUserIdAndSecContext flags: CIC and DIC
- * commit and start transactions internally, and StartTransaction requires
- * that no security-context flag is set outside a transaction (an assertion)
- * and would otherwise record the requester as the identity to restore on
- * abort.  So while a build runs, session and current user are the
- * requester; the requester's code itself runs as the table's owner in a
- * security-restricted operation (DefineIndex, index_concurrently_build and
- * validate_index do that, and so does perfkit's inspection), where
- * SET SESSION AUTHORIZATION and SET ROLE are refused.
- *
- * Errors of steps 2-3 are caught and the worker recovers the way
- * postgres.c and autovacuum do (the error is logged, then abort, portal
- * cleanup, session locks released, timeouts disabled), so one failed build
- * does not stop the others.  When everything is done (or only postponed
- * retries remain) the builder detaches and exits, so that it never holds a
- * connection that would block DROP DATABASE for long, and it records the
- * next retry time in its slot for the launcher.  The builder's own
- * statements are not recorded in perfkit's or pg_stat_statements'
- * statistics.
- *
- * When perfkit is dropped from the database (DROP EXTENSION) the builder
- * notices that perfkit.index_build_requests is gone when it next opens it,
- * lets a build already running finish (it is the user's index), and exits
- * quietly.
- *
  * Cancellation: perfkit.cancel_index_build() sets the slot's cancel_id and
  * sends SIGINT when the slot's running_id is that build.  The builder
  * honours SIGINT only while it runs a build's statement (the inspection,
@@ -90,11 +21,7 @@
  * pending in the builder before it returns; it is delivered within
  * microseconds, long before the next statement, and then ignored.)
  *
- * Locking rules: shared fields are read and written under pk_ib->mutex
- * only (see indexbuild.c); the builder waits for cancel_signalling without
- * holding it.  A builder holds no lock on the requests table across a
- * build: each step is its own short transaction, so DROP EXTENSION and the
- * callers' cancellations never wait for a build.
+ * The design in full: docs/design.md, "The index builder".
  *
  *-------------------------------------------------------------------------
  */

@@ -681,7 +681,7 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 		if (hash_get_num_entries(pk_nplusone_hash) >= pk_nplusone_max_patterns &&
 			hash_search(pk_nplusone_hash, &key, HASH_FIND, NULL) == NULL)
 		{
-			/* full: make room by forgetting the pattern seen longest ago */
+			/* full: forget the pattern seen longest ago (why not as stats.c evicts: see there) */
 			HASH_SEQ_STATUS hs;
 			PkNplusoneEntry *it;
 			PkNplusoneEntry *oldest = NULL;

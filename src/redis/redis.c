@@ -7,46 +7,6 @@
  *	  what to capture.  Write tracking and the commit callback are in
  *	  redis_writes.c.
  *
- * Statement side (every backend; no network I/O, no waiting):
- *	- ExecutorStart of a top-level SELECT counts its fingerprint in a
- *	  lock-free per-minute counter (redis_queue.c).  Once it is hot, the
- *	  backend hashes the statement's text and raw bind parameters into a
- *	  64-bit identity and sums the generations of the tables it reads; if
- *	  this identity was pushed at these generations lately, or captured
- *	  less than perfkit.redis_min_push_interval ago, nothing more happens
- *	  (the steady state: a few atomic reads, no allocation).  Otherwise the
- *	  statement is checked (redis_safe.c; a negative verdict is remembered
- *	  for a second), the key is computed (SHA-1 of the text and of the
- *	  parameters' text forms, redis_json.c) and a capture starts: a
- *	  DestReceiver tap writes the rows as JSON while they go to the client,
- *	  and ExecutorEnd of a complete run queues the value.
- *	- Writes (DML targets at any nesting level, COPY FROM, TRUNCATE,
- *	  ALTER, GRANT, REFRESH, DROP) are listed per transaction in backend
- *	  memory (redis_writes.c).  At commit -- after the commit is visible --
- *	  the transaction bumps the write generation of each table and queues
- *	  one invalidation.
- *
- * The stale-write race.  A result read under snapshot S must never stay in
- * Redis after the invalidation of a write that S does not see.  Each table
- * slot has a generation and maxxid, the newest transaction that bumped it.
- * A writer W, once its commit is visible, raises maxxid to W, increments
- * the generation, then queues its invalidation I.  A reader reads the
- * generations (after S was taken) and then maxxid, and gives up unless
- * every maxxid precedes S's xmin (then every writer that ever bumped is
- * visible in S).  Its push P carries the generations; the worker handles
- * the queue in order and drops P when a generation changed.  Take W not
- * visible in S (so W's xid >= S.xmin):
- *	- the reader read a generation before W's bump: if the worker sees P
- *	  after the bump, the generation differs and P is dropped; if before,
- *	  I (queued after the bump) comes later and deletes what P set;
- *	- the reader read it after W's bump: then it also sees maxxid >= W
- *	  >= S.xmin and does not push.
- * In Redis the invalidation also leaves a fence per table (the new
- * generation, kept for the TTL) and the push script refuses to SET under
- * an older generation, so even a push delayed on a broken connection
- * cannot land after the invalidation.  If I cannot be queued (queue full),
- * the worker deletes every key instead (flush_all).
- *
  * Locking: the queue's spinlock is held only to reserve room; generations,
  * maxxid, hot counters and recent marks are atomics; no LWLock is taken
  * and no backend ever waits for the worker or Redis.  Backend state (open
@@ -54,10 +14,7 @@
  * the query's memory and are forgotten by a memory context callback, so an
  * error that aborts the query cannot leave a dangling pointer.
  *
- * Results are pushed only from a primary (never while RecoveryInProgress),
- * only for statements sent by the client (nesting level 0, DestRemote,
- * the portal run once to its end), never read inside a transaction that
- * wrote one of their tables, and never for SQL-level EXECUTE or cursors.
+ * The design in full: docs/design.md, "Redis push".
  *
  *-------------------------------------------------------------------------
  */

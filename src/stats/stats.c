@@ -184,6 +184,13 @@ pk_compare_usage(const void *a, const void *b)
 /*
  * Remove the least used entries; the caller holds the exclusive lock.
  * Gives up quietly when there is no memory for the sort.
+ *
+ * The three shared tables evict differently on purpose: statistics go in
+ * batches of 5% by decayed usage (new statements arrive at statement rate,
+ * so the exclusive lock must be rare, and busy-long-ago must fade); the
+ * advisor drops its least sampled tenth (only sampled statements reach
+ * it); N+1 forgets the single pattern seen longest ago (new patterns are
+ * rare, and recency is what a developer looks at).
  */
 static void
 pk_stats_evict_locked(void)
