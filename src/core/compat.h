@@ -32,6 +32,9 @@
 
 /* 16 replaced the per-kind ownership and ACL checks by object_* functions */
 #if PG_VERSION_NUM >= 160000
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_tablespace.h"
 #define pk_class_ownercheck(relid, roleid) \
 	object_ownercheck(RelationRelationId, (relid), (roleid))
 #define pk_namespace_aclcheck(nsp, roleid, mode) \
@@ -44,6 +47,22 @@
 	pg_namespace_aclcheck((nsp), (roleid), (mode))
 #define pk_tablespace_aclcheck(spc, roleid, mode) \
 	pg_tablespace_aclcheck((spc), (roleid), (mode))
+#endif
+
+/*
+ * Memory of a GUC check hook's "extra": the GUC machinery frees it.  Up to
+ * 15 it does so with free(), so it must come from malloc(); from 16 it is
+ * freed with guc_free() (a pfree), so it must come from guc_malloc(): a
+ * malloc'ed extra makes the next change of the setting fail with "pfree
+ * called with invalid pointer" (at COMMIT when the change is
+ * transactional).  NULL when out of memory, which the hook reports as false.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pk_guc_malloc(size)		guc_malloc(LOG, (size))
+#define pk_guc_free(ptr)		guc_free(ptr)
+#else
+#define pk_guc_malloc(size)		malloc(size)
+#define pk_guc_free(ptr)		free(ptr)
 #endif
 
 /* 17 moved the local transaction id of a PGPROC into its vxid */

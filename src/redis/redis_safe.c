@@ -453,8 +453,8 @@ pk_redis_check_exclude_queries(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The list syntax is invalid.");
 		return false;
 	}
-	/* GUC extras are malloc'ed: the GUC machinery frees them */
-	parsed = malloc(offsetof(PkExcludeQueries, ids) + Max(list_length(items), 1) * sizeof(int64));
+	/* the GUC machinery frees extras: allocated its way (compat.h) */
+	parsed = pk_guc_malloc(offsetof(PkExcludeQueries, ids) + Max(list_length(items), 1) * sizeof(int64));
 	if (parsed == NULL)
 		return false;
 	foreach(lc, items)
@@ -468,7 +468,7 @@ pk_redis_check_exclude_queries(char **newval, void **extra, GucSource source)
 		{
 			GUC_check_errdetail("\"%s\" is not a query id (a bigint, as in perfkit.statements.queryid).",
 								(char *) lfirst(lc));
-			free(parsed);
+			pk_guc_free(parsed);
 			return false;
 		}
 		parsed->ids[i++] = v;
@@ -500,7 +500,7 @@ pk_redis_check_exclude_tables(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The list syntax is invalid.");
 		return false;
 	}
-	parsed = malloc(offsetof(PkExcludeTables, tables) +
+	parsed = pk_guc_malloc(offsetof(PkExcludeTables, tables) +
 					Max(list_length(items), 1) * sizeof(PkExcludeTable));
 	if (parsed == NULL)
 		return false;
@@ -521,7 +521,7 @@ pk_redis_check_exclude_tables(char **newval, void **extra, GucSource source)
 		if (t->name[0] == '\0' || (dot != NULL && t->schema[0] == '\0'))
 		{
 			GUC_check_errdetail("Entries are table or schema.table names.");
-			free(parsed);
+			pk_guc_free(parsed);
 			return false;
 		}
 	}
