@@ -180,38 +180,24 @@ pk_adv_cmp_score(const void *a, const void *b)
 	return x->hypo.ncolumns - y->hypo.ncolumns;
 }
 
-/*
- * Run the advisor over stmts; returns the chosen candidates, best first.
- * Statements with s->query set are planned as they are; others are
- * replayed from their entry.
- */
-List *
-pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
+/* Step 2: the candidates of every statement, those an existing index covers marked dropped */
+static List *
+pk_adv_all_candidates(PkAdvStmt *stmts, int nstmts)
 {
 	List	   *cands = NIL;
-	List	   *chosen = NIL;
-	List	   *result = NIL;
-	PkAdvCand **order;
-	PkAdvCand **owner;
-	MemoryContext scratch;
-	double	   *best;
 	ListCell   *lc;
-	int			i,
-				j,
-				n;
 
-	/* 2. candidates */
-	for (i = 0; i < nstmts; i++)
-		for (j = 0; j < stmts[i].nquals; j++)
+	for (int i = 0; i < nstmts; i++)
+		for (int j = 0; j < stmts[i].nquals; j++)
 			if (stmts[i].quals[j].cls == PK_CLASS_EQ)
 				stmts[i].quals[j].eq_freq = pk_adv_eq_frequency(stmts, nstmts,
 																stmts[i].quals[j].q.relid,
 																stmts[i].quals[j].q.attnum);
-	for (i = 0; i < nstmts; i++)
+	for (int i = 0; i < nstmts; i++)
 	{
 		List	   *relids = NIL;
 
-		for (j = 0; j < stmts[i].nquals; j++)
+		for (int j = 0; j < stmts[i].nquals; j++)
 			if (stmts[i].quals[j].cls != PK_CLASS_NONE)
 				relids = list_append_unique_oid(relids, stmts[i].quals[j].q.relid);
 		foreach(lc, relids)
@@ -224,14 +210,18 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 
 		c->dropped = pk_adv_already_indexed(&c->hypo);
 	}
+	return cands;
+}
 
-	/* 3. what-if planning */
-	scratch = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor plans",
-									ALLOCSET_DEFAULT_SIZES);
-	for (i = 0; i < nstmts; i++)
+/* Step 3: plan each statement that some live candidate may help, without and with them */
+static void
+pk_adv_plan_all(PkAdvStmt *stmts, int nstmts, List *cands, MemoryContext scratch)
+{
+	for (int i = 0; i < nstmts; i++)
 	{
 		PkAdvStmt  *s = &stmts[i];
 		bool		any = false;
+		ListCell   *lc;
 
 		s->base_cost = -1;
 		foreach(lc, cands)
@@ -247,10 +237,20 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 		if (any)
 			pk_adv_plan_statement(stmts, i, cands, false, scratch);
 	}
+}
 
-	/* 4. figures, threshold, prefixes */
-	n = 0;
-	order = palloc(sizeof(PkAdvCand *) * Max(list_length(cands), 1));
+/*
+ * Step 4: the candidates whose benefit reaches min_improvement, scored, a
+ * multi-column one dropped when a prefix gets most of its benefit; returns
+ * them in an array of *n.
+ */
+static PkAdvCand **
+pk_adv_worthwhile(List *cands, PkAdvStmt *stmts, double min_improvement, int *n)
+{
+	PkAdvCand **order = palloc(sizeof(PkAdvCand *) * Max(list_length(cands), 1));
+	ListCell   *lc;
+
+	*n = 0;
 	foreach(lc, cands)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
@@ -262,10 +262,10 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 			continue;
 		c->write_ratio = pk_adv_write_ratio(c->hypo.relid);
 		c->score = c->benefit * (1.0 - 0.5 * c->write_ratio);
-		order[n++] = c;
+		order[(*n)++] = c;
 	}
-	for (i = 0; i < n; i++)
-		for (j = 0; j < n; j++)
+	for (int i = 0; i < *n; i++)
+		for (int j = 0; j < *n; j++)
 			if (i != j && !order[j]->dropped && pk_adv_is_prefix(&order[j]->hypo, &order[i]->hypo) &&
 				pk_adv_benefit_where(order[j], order[i], stmts) >=
 				PK_ADV_PREFIX_SHARE * order[i]->benefit)
@@ -273,16 +273,23 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 				order[i]->dropped = true;
 				break;
 			}
+	return order;
+}
 
-	/* greedy choice: each index must add to what the chosen ones give */
+/* Greedy choice by score: each index must add to what the chosen ones give; best[] ends as their costs */
+static List *
+pk_adv_choose_greedily(PkAdvCand **order, int n, PkAdvStmt *stmts, int nstmts, double *best)
+{
+	List	   *chosen = NIL;
+
 	qsort(order, n, sizeof(PkAdvCand *), pk_adv_cmp_score);
-	best = palloc(sizeof(double) * Max(nstmts, 1));
-	for (i = 0; i < nstmts; i++)
+	for (int i = 0; i < nstmts; i++)
 		best[i] = stmts[i].base_cost;
-	for (i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
 	{
 		PkAdvCand  *c = order[i];
 		PkAdvCand	extra = *c;
+		ListCell   *lc;
 
 		if (c->dropped)
 			continue;
@@ -298,9 +305,16 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 		}
 		chosen = lappend(chosen, c);
 	}
+	return chosen;
+}
 
-	/* credit each statement to the chosen index that serves it best; report on those */
-	owner = palloc0(sizeof(PkAdvCand *) * Max(nstmts, 1));
+/* Per statement, the chosen index that serves it best (NULL where none helps) */
+static PkAdvCand **
+pk_adv_credit(List *chosen, PkAdvStmt *stmts, int nstmts, const double *best)
+{
+	PkAdvCand **owner = palloc0(sizeof(PkAdvCand *) * Max(nstmts, 1));
+	ListCell   *lc;
+
 	foreach(lc, chosen)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
@@ -315,8 +329,38 @@ pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
 				owner[tr->stmt] = c;
 		}
 	}
+	return owner;
+}
+
+/*
+ * Run the advisor over stmts; returns the chosen candidates, best first.
+ * Statements with s->query set are planned as they are; others are
+ * replayed from their entry.
+ */
+List *
+pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
+{
+	List	   *cands;
+	List	   *chosen;
+	List	   *result = NIL;
+	PkAdvCand **order;
+	PkAdvCand **owner;
+	MemoryContext scratch;
+	double	   *best = palloc(sizeof(double) * Max(nstmts, 1));
+	ListCell   *lc;
+	int			n;
+
+	cands = pk_adv_all_candidates(stmts, nstmts);
+	scratch = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor plans",
+									ALLOCSET_DEFAULT_SIZES);
+	pk_adv_plan_all(stmts, nstmts, cands, scratch);
+	order = pk_adv_worthwhile(cands, stmts, min_improvement, &n);
+	chosen = pk_adv_choose_greedily(order, n, stmts, nstmts, best);
+	owner = pk_adv_credit(chosen, stmts, nstmts, best);
 	pk_adv_merge_prefixes(chosen, stmts, nstmts, owner, scratch);
 	MemoryContextDelete(scratch);
+
+	/* report on the chosen indexes, with the statements credited to each */
 	foreach(lc, chosen)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);

@@ -116,6 +116,107 @@ pk_ib_check_system_columns(const PkIbShape *shape)
 				 errmsg("index creation on system columns is not supported")));
 }
 
+/* The access method of a statement, refusing what it cannot do (DefineIndex's checks) */
+static IndexAmRoutine *
+pk_ib_check_method(const char *amname, bool unique, int nkey, int ninc, Oid *amoid)
+{
+	IndexAmRoutine *am;
+
+	*amoid = get_index_am_oid(amname, true);
+	if (!OidIsValid(*amoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("access method \"%s\" does not exist", amname),
+				 errhint("Index access methods are listed in pg_am with amtype 'i', for example btree, hash, gist, gin and brin.")));
+	am = GetIndexAmRoutineByAmId(*amoid, false);
+	if (nkey + ninc > INDEX_MAX_KEYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_COLUMNS),
+				 errmsg("cannot use more than %d columns in an index", INDEX_MAX_KEYS)));
+	if (unique && !am->amcanunique)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("access method \"%s\" does not support unique indexes", amname)));
+	if (ninc > 0 && !am->amcaninclude)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("access method \"%s\" does not support included columns", amname)));
+	if (nkey > 1 && !am->amcanmulticol)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("access method \"%s\" does not support multicolumn indexes", amname)));
+	return am;
+}
+
+/* Collation of a key column: the element's COLLATE or the column's, checked as ComputeIndexAttrs does */
+static Oid
+pk_ib_key_collation(const IndexElem *elem, Oid atttype, Oid attcoll)
+{
+	if (elem->collation != NIL)
+		attcoll = get_collation_oid(elem->collation, false);
+	if (type_is_collatable(atttype))
+	{
+		if (!OidIsValid(attcoll))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDETERMINATE_COLLATION),
+					 errmsg("could not determine which collation to use for index expression"),
+					 errhint("Use the COLLATE clause to set the collation explicitly.")));
+	}
+	else if (OidIsValid(attcoll))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("collations are not supported by type %s", format_type_be(atttype))));
+	return attcoll;
+}
+
+/* Resolve key column attn of the shape: column or expression, collation, opclass, ordering */
+static void
+pk_ib_key_column(Oid relid, IndexElem *elem, IndexAmRoutine *am, const char *amname,
+				 PkIbShape *shape, int attn)
+{
+	Oid			atttype;
+	Oid			attcoll;
+
+	if (elem->name != NULL)
+		shape->attnums[attn] = pk_ib_column(relid, elem->name, &atttype, &attcoll);
+	else
+	{
+		Node	   *expr = elem->expr;
+
+		atttype = exprType(expr);
+		attcoll = exprCollation(expr);
+		/* "(x COLLATE y)" and "(x)" are plain columns for DefineIndex too */
+		while (IsA(expr, CollateExpr))
+			expr = (Node *) ((CollateExpr *) expr)->arg;
+		if (IsA(expr, Var) && ((Var *) expr)->varattno != InvalidAttrNumber)
+			shape->attnums[attn] = ((Var *) expr)->varattno;
+		else
+		{
+			if (pk_ib_is_mutable((Expr *) expr))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+						 errmsg("functions in index expression must be marked IMMUTABLE")));
+			shape->exprs = lappend(shape->exprs, expr);
+		}
+	}
+
+	shape->collations[attn] = pk_ib_key_collation(elem, atttype, attcoll);
+	shape->opclasses[attn] = ResolveOpClass(elem->opclass, atttype, amname, shape->amoid);
+
+	if (am->amcanorder)
+	{
+		if (elem->ordering == SORTBY_DESC)
+			shape->options[attn] |= INDOPTION_DESC;
+		if (elem->nulls_ordering == SORTBY_NULLS_FIRST ||
+			(elem->nulls_ordering == SORTBY_NULLS_DEFAULT && elem->ordering == SORTBY_DESC))
+			shape->options[attn] |= INDOPTION_NULLS_FIRST;
+	}
+	else if (elem->ordering != SORTBY_DEFAULT || elem->nulls_ordering != SORTBY_NULLS_DEFAULT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("access method \"%s\" does not support ASC/DESC or NULLS FIRST/LAST options", amname)));
+}
+
 /*
  * Resolve a raw CREATE INDEX statement on relid the way DefineIndex would
  * (ComputeIndexAttrs, CheckPredicate), raising DefineIndex's errors.  The
@@ -145,29 +246,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	int			save_nestlevel;
 
 	memset(shape, 0, sizeof(PkIbShape));
-	shape->amoid = get_index_am_oid(amname, true);
-	if (!OidIsValid(shape->amoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("access method \"%s\" does not exist", amname),
-				 errhint("Index access methods are listed in pg_am with amtype 'i', for example btree, hash, gist, gin and brin.")));
-	am = GetIndexAmRoutineByAmId(shape->amoid, false);
-	if (nkey + ninc > INDEX_MAX_KEYS)
-		ereport(ERROR,
-				(errcode(ERRCODE_TOO_MANY_COLUMNS),
-				 errmsg("cannot use more than %d columns in an index", INDEX_MAX_KEYS)));
-	if (stmt->unique && !am->amcanunique)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("access method \"%s\" does not support unique indexes", amname)));
-	if (ninc > 0 && !am->amcaninclude)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("access method \"%s\" does not support included columns", amname)));
-	if (nkey > 1 && !am->amcanmulticol)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("access method \"%s\" does not support multicolumn indexes", amname)));
+	am = pk_ib_check_method(amname, stmt->unique, nkey, ninc, &shape->amoid);
 
 	/* expressions and predicate: parse analysis against the table alone */
 	t = transformIndexStmt(relid, stmt, sql);
@@ -183,65 +262,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	shape->natts = nkey + ninc;
 
 	foreach(lc, t->indexParams)
-	{
-		IndexElem  *elem = lfirst_node(IndexElem, lc);
-		Oid			atttype;
-		Oid			attcoll;
-
-		if (elem->name != NULL)
-			shape->attnums[attn] = pk_ib_column(relid, elem->name, &atttype, &attcoll);
-		else
-		{
-			Node	   *expr = elem->expr;
-
-			atttype = exprType(expr);
-			attcoll = exprCollation(expr);
-			/* "(x COLLATE y)" and "(x)" are plain columns for DefineIndex too */
-			while (IsA(expr, CollateExpr))
-				expr = (Node *) ((CollateExpr *) expr)->arg;
-			if (IsA(expr, Var) && ((Var *) expr)->varattno != InvalidAttrNumber)
-				shape->attnums[attn] = ((Var *) expr)->varattno;
-			else
-			{
-				if (pk_ib_is_mutable((Expr *) expr))
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-							 errmsg("functions in index expression must be marked IMMUTABLE")));
-				shape->exprs = lappend(shape->exprs, expr);
-			}
-		}
-
-		if (elem->collation != NIL)
-			attcoll = get_collation_oid(elem->collation, false);
-		if (type_is_collatable(atttype))
-		{
-			if (!OidIsValid(attcoll))
-				ereport(ERROR,
-						(errcode(ERRCODE_INDETERMINATE_COLLATION),
-						 errmsg("could not determine which collation to use for index expression"),
-						 errhint("Use the COLLATE clause to set the collation explicitly.")));
-		}
-		else if (OidIsValid(attcoll))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("collations are not supported by type %s", format_type_be(atttype))));
-		shape->collations[attn] = attcoll;
-		shape->opclasses[attn] = ResolveOpClass(elem->opclass, atttype, amname, shape->amoid);
-
-		if (am->amcanorder)
-		{
-			if (elem->ordering == SORTBY_DESC)
-				shape->options[attn] |= INDOPTION_DESC;
-			if (elem->nulls_ordering == SORTBY_NULLS_FIRST ||
-				(elem->nulls_ordering == SORTBY_NULLS_DEFAULT && elem->ordering == SORTBY_DESC))
-				shape->options[attn] |= INDOPTION_NULLS_FIRST;
-		}
-		else if (elem->ordering != SORTBY_DEFAULT || elem->nulls_ordering != SORTBY_NULLS_DEFAULT)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("access method \"%s\" does not support ASC/DESC or NULLS FIRST/LAST options", amname)));
-		attn++;
-	}
+		pk_ib_key_column(relid, lfirst_node(IndexElem, lc), am, amname, shape, attn++);
 
 	foreach(lc, t->indexIncludingParams)
 	{

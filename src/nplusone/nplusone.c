@@ -651,10 +651,71 @@ nplusone_format_values(const NplusoneValues *vals, char *buf, size_t size)
 	pfree(s.data);
 }
 
+/* Full pattern table: forget the pattern seen longest ago (why not as stats.c evicts: see there); caller holds the lock exclusive */
+static void
+nplusone_evict_oldest_locked(void)
+{
+	HASH_SEQ_STATUS hs;
+	PkNplusoneEntry *it;
+	PkNplusoneEntry *oldest = NULL;
+
+	hash_seq_init(&hs, pk_nplusone_hash);
+	while ((it = hash_seq_search(&hs)) != NULL)
+		if (oldest == NULL || it->last_seen < oldest->last_seen)
+			oldest = it;
+	if (oldest != NULL)
+		hash_search(pk_nplusone_hash, &oldest->key, HASH_REMOVE, NULL);
+}
+
+/* Fill a new pattern: application, a sample of the parameters, zero figures */
+static void
+nplusone_init_entry(PkNplusoneEntry *e, QueryDesc *queryDesc, const NplusoneValues *vals,
+					const char *appname, TimestampTz now)
+{
+	char		sample[sizeof(e->sample_params)];
+	ParamListInfo params = queryDesc->params;
+
+	if (params != NULL && params->paramFetch == NULL && params->numParams > 0)
+	{
+		char	   *s = BuildParamLogString(params, NULL, NPLUSONE_TEXT_KEEP);
+
+		strlcpy(sample, s ? s : "", sizeof(sample));
+	}
+	else
+		nplusone_format_values(vals, sample, sizeof(sample));
+
+	SpinLockInit(&e->mutex);
+	strlcpy(e->application_name, appname, NAMEDATALEN);
+	strlcpy(e->sample_params, sample, sizeof(e->sample_params));
+	e->detections = 0;
+	e->last_repeats = 0;
+	e->max_repeats = 0;
+	e->total_repeats = 0;
+	e->total_time = 0;
+	e->first_seen = now;
+}
+
+/* The server-log line of a newly detected pattern */
+static void
+nplusone_log_detection(const NplusoneTracker *t, QueryDesc *queryDesc)
+{
+	int			location = queryDesc->plannedstmt->stmt_location;
+	int			len = queryDesc->plannedstmt->stmt_len;
+	const char *text = CleanQuerytext(queryDesc->sourceText ? queryDesc->sourceText : "",
+									  &location, &len);
+
+	ereport(pk_nplusone_log_level,
+			(errmsg("perfkit: %s detected: %d executions of query %lld after query %lld",
+					t->identical ? "repeated identical statement" : "N+1 loop",
+					t->count, (long long) t->queryid, (long long) t->parent_report_queryid),
+			 errdetail("Repeated statement: %.*s", len, text),
+			 errhidestmt(true)));
+}
+
 /* Count one more execution of a loop in shared memory, creating the pattern if new */
 static void
 nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, QueryDesc *queryDesc,
-		   const NplusoneValues *vals)
+				 const NplusoneValues *vals)
 {
 	PkNplusoneKey	key;
 	PkNplusoneEntry *e;
@@ -680,19 +741,7 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 		LWLockAcquire(pk_nplusone_state->lock, LW_EXCLUSIVE);
 		if (hash_get_num_entries(pk_nplusone_hash) >= pk_nplusone_max_patterns &&
 			hash_search(pk_nplusone_hash, &key, HASH_FIND, NULL) == NULL)
-		{
-			/* full: forget the pattern seen longest ago (why not as stats.c evicts: see there) */
-			HASH_SEQ_STATUS hs;
-			PkNplusoneEntry *it;
-			PkNplusoneEntry *oldest = NULL;
-
-			hash_seq_init(&hs, pk_nplusone_hash);
-			while ((it = hash_seq_search(&hs)) != NULL)
-				if (oldest == NULL || it->last_seen < oldest->last_seen)
-					oldest = it;
-			if (oldest != NULL)
-				hash_search(pk_nplusone_hash, &oldest->key, HASH_REMOVE, NULL);
-		}
+			nplusone_evict_oldest_locked();
 		e = hash_search(pk_nplusone_hash, &key, HASH_ENTER_NULL, &found);
 		if (e == NULL)
 		{
@@ -704,28 +753,8 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 		}
 		if (!found)
 		{
-			char		sample[sizeof(e->sample_params)];
-			ParamListInfo params = queryDesc->params;
-
 			created = true;
-			if (params != NULL && params->paramFetch == NULL && params->numParams > 0)
-			{
-				char	   *s = BuildParamLogString(params, NULL, NPLUSONE_TEXT_KEEP);
-
-				strlcpy(sample, s ? s : "", sizeof(sample));
-			}
-			else
-				nplusone_format_values(vals, sample, sizeof(sample));
-
-			SpinLockInit(&e->mutex);
-			strlcpy(e->application_name, appname, NAMEDATALEN);
-			strlcpy(e->sample_params, sample, sizeof(e->sample_params));
-			e->detections = 0;
-			e->last_repeats = 0;
-			e->max_repeats = 0;
-			e->total_repeats = 0;
-			e->total_time = 0;
-			e->first_seen = now;
+			nplusone_init_entry(e, queryDesc, vals, appname, now);
 		}
 	}
 
@@ -745,19 +774,7 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 	LWLockRelease(pk_nplusone_state->lock);
 
 	if (created)
-	{
-		int			location = queryDesc->plannedstmt->stmt_location;
-		int			len = queryDesc->plannedstmt->stmt_len;
-		const char *text = CleanQuerytext(queryDesc->sourceText ? queryDesc->sourceText : "",
-										  &location, &len);
-
-		ereport(pk_nplusone_log_level,
-				(errmsg("perfkit: %s detected: %d executions of query %lld after query %lld",
-						t->identical ? "repeated identical statement" : "N+1 loop",
-						t->count, (long long) t->queryid, (long long) t->parent_report_queryid),
-				 errdetail("Repeated statement: %.*s", len, text),
-				 errhidestmt(true)));
-	}
+		nplusone_log_detection(t, queryDesc);
 }
 
 /* Find the tracker of a (parent, statement) loop, or start one in the stalest slot */
@@ -800,7 +817,7 @@ nplusone_same_loop(LocalTransactionId lxid, bool in_block, TimestampTz last, Tim
 /* One step of a loop: count it, and publish once it is long enough */
 static void
 nplusone_step(NplusoneTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
-		const NplusoneValues *vals)
+			  const NplusoneValues *vals)
 {
 	if (t->count > 0 &&
 		(!nplusone_same_loop(t->lxid, t->in_block, t->last_ts, now) ||
