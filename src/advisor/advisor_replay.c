@@ -164,24 +164,19 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool forc
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		Oid			save_userid;
-		int			save_sec;
-		int			nestlevel;
+		PkSavedIdentity saved;
 		char	   *sql = pnstrdup(e->text, e->text_len);
 		Query	   *query;
 		ParamListInfo params;
 
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		nestlevel = NewGUCNestLevel();
+		pk_run_as_begin(s->userid, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						true, &saved);
 		(void) set_config_option("search_path", e->text + e->text_len + 1,
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		SetUserIdAndSecContext(s->userid,
-							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		query = pk_adv_analyze(sql, (Oid *) e->paramtypes, Max(e->nparams, 0));
 		params = pk_adv_params(e);
 		*trials = pk_adv_try_statement(s, sidx, cands, query, sql, params, keep, force, base_cost);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(false, nestlevel);
+		pk_run_as_end(&saved);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();

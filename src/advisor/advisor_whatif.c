@@ -40,6 +40,7 @@
 #include "utils/lsyscache.h"
 
 #include "advisor/advisor_internal.h"
+#include "core/plan_walk.h"
 
 #define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
 
@@ -247,7 +248,6 @@ static bool
 pk_plan_uses(Plan *plan, Oid indexoid)
 {
 	ListCell   *lc;
-	List	   *children = NIL;
 
 	if (plan == NULL)
 		return false;
@@ -259,27 +259,10 @@ pk_plan_uses(Plan *plan, Oid indexoid)
 			return ((IndexOnlyScan *) plan)->indexid == indexoid;
 		case T_BitmapIndexScan:
 			return ((BitmapIndexScan *) plan)->indexid == indexoid;
-		case T_Append:
-			children = ((Append *) plan)->appendplans;
-			break;
-		case T_MergeAppend:
-			children = ((MergeAppend *) plan)->mergeplans;
-			break;
-		case T_BitmapAnd:
-			children = ((BitmapAnd *) plan)->bitmapplans;
-			break;
-		case T_BitmapOr:
-			children = ((BitmapOr *) plan)->bitmapplans;
-			break;
-		case T_SubqueryScan:
-			return pk_plan_uses(((SubqueryScan *) plan)->subplan, indexoid);
-		case T_CustomScan:
-			children = ((CustomScan *) plan)->custom_plans;
-			break;
 		default:
 			break;
 	}
-	foreach(lc, children)
+	foreach(lc, pk_plan_children(plan))
 	{
 		if (pk_plan_uses((Plan *) lfirst(lc), indexoid))
 			return true;

@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "core/core.h"
@@ -57,4 +58,27 @@ pk_require_preloaded(bool attached)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("perfkit must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add perfkit to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Run as role, adding sec_flags (SECURITY_RESTRICTED_OPERATION, ...) to the
+ * security context, optionally in a GUC nest level of its own so that
+ * settings changed meanwhile are reverted, as DefineIndex runs index
+ * expressions.  An error restores all this through transaction abort.
+ */
+void
+pk_run_as_begin(Oid role, int sec_flags, bool guc_level, PkSavedIdentity *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	saved->guc_nestlevel = guc_level ? NewGUCNestLevel() : 0;
+	SetUserIdAndSecContext(role, saved->sec_context | sec_flags);
+}
+
+/* Back to the identity and settings saved by pk_run_as_begin() */
+void
+pk_run_as_end(const PkSavedIdentity *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+	if (saved->guc_nestlevel > 0)
+		AtEOXact_GUC(false, saved->guc_nestlevel);
 }

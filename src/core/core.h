@@ -2,8 +2,9 @@
  *
  * core.h
  *	  What every perfkit capability shares: the version shims (compat.h),
- *	  the tracking scope, the statement nesting level, the LWLock slots and
- *	  the not-preloaded error.
+ *	  the tracking scope, the statement nesting level, the LWLock slots,
+ *	  the not-preloaded error and running as another role.  The plan-tree
+ *	  walk is in plan_walk.h.
  *
  * Capabilities (stats, slowlog, nplusone, advisor, indexbuild, redis)
  * include this header and their own; they never reach into another
@@ -48,6 +49,14 @@ typedef enum PkLockSlot
 	PK_LOCK_COUNT				/* number of slots requested */
 } PkLockSlot;
 
+/* An identity saved by pk_run_as_begin(), restored by pk_run_as_end() */
+typedef struct PkSavedIdentity
+{
+	Oid			userid;			/* current user before */
+	int			sec_context;	/* security context before */
+	int			guc_nestlevel;	/* GUC nest level opened, 0 if none */
+} PkSavedIdentity;
+
 /* Settings of the tracking scope (perfkit.enabled, perfkit.track) */
 extern bool pk_enabled;
 extern int	pk_track;
@@ -66,5 +75,7 @@ extern int	pk_nesting_level;
 extern void pk_core_define_settings(void);
 extern LWLock *pk_lwlock(PkLockSlot slot);
 extern void pk_require_preloaded(bool attached);
+extern void pk_run_as_begin(Oid role, int sec_flags, bool guc_level, PkSavedIdentity *saved);
+extern void pk_run_as_end(const PkSavedIdentity *saved);
 
 #endif							/* PERFKIT_CORE_H */

@@ -288,29 +288,12 @@ pk_ib_requests_table(void)
 	return reqrel;
 }
 
-/* Run what follows as the owner of the requests table */
+/* Run what follows as the owner of the requests table (pk_run_as_end goes back) */
 void
-pk_ib_become_owner(Oid reqrel, PkIbSavedUser *saved)
+pk_ib_become_owner(Oid reqrel, PkSavedIdentity *saved)
 {
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(reqrel));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", reqrel);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-
-	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
-	SetUserIdAndSecContext(owner, saved->sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-/* Back to the caller's identity (errors restore it through transaction abort) */
-void
-pk_ib_restore_user(const PkIbSavedUser *saved)
-{
-	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+	pk_run_as_begin(pk_ib_rel_owner(reqrel), SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+					false, saved);
 }
 
 /* Owner of a relation */

@@ -249,7 +249,7 @@ perfkit_cancel_index_build(PG_FUNCTION_ARGS)
 	Oid			reqrel;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
-	PkIbSavedUser saved;
+	PkSavedIdentity saved;
 	char	   *status = NULL;
 	Oid			requested_by = InvalidOid;
 	bool		found = false;
@@ -298,7 +298,7 @@ perfkit_cancel_index_build(PG_FUNCTION_ARGS)
 	if (status != NULL)
 		status = MemoryContextStrdup(cxt, status);
 	SPI_finish();
-	pk_ib_restore_user(&saved);
+	pk_run_as_end(&saved);
 
 	if (!found)
 		ereport(ERROR,
@@ -326,7 +326,7 @@ static int64
 pk_ib_outstanding(void)
 {
 	Oid			reqrel = pk_ib_requests_relid(NoLock);
-	PkIbSavedUser saved;
+	PkSavedIdentity saved;
 	bool		isnull;
 	int64		n;
 
@@ -339,7 +339,7 @@ pk_ib_outstanding(void)
 					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not count the pending index builds");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	pk_ib_restore_user(&saved);
+	pk_run_as_end(&saved);
 	return n;
 }
 

@@ -93,13 +93,6 @@ extern int	pk_ib_max_attempts;
 extern int	pk_ib_retry_delay;
 extern int	pk_ib_max_workers;
 
-/* The caller's identity, saved while SPI runs as the requests table's owner */
-typedef struct PkIbSavedUser
-{
-	Oid			userid;
-	int			sec_context;
-} PkIbSavedUser;
-
 /* indexbuild.c: shared state, wake-up at commit, the trusted requests table */
 extern void pk_ib_require_loaded(void);
 extern PkIbDatabase *pk_ib_slot_locked(Oid dboid, bool create);
@@ -108,8 +101,7 @@ extern void pk_ib_arm_wakeup(void);
 extern Oid	pk_ib_requests_relid(LOCKMODE lockmode);
 extern bool pk_ib_requests_lookalike(void);
 extern Oid	pk_ib_requests_table(void);
-extern void pk_ib_become_owner(Oid reqrel, PkIbSavedUser *saved);
-extern void pk_ib_restore_user(const PkIbSavedUser *saved);
+extern void pk_ib_become_owner(Oid reqrel, PkSavedIdentity *saved);
 extern Oid	pk_ib_rel_owner(Oid relid);
 
 /* indexbuild_request.c: validation and the request row */

@@ -366,7 +366,7 @@ pk_ib_insert_request(const char *kind, Oid relid, Oid indexrelid, const char *na
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	const char *search_path = GetConfigOption("search_path", false, false);
-	PkIbSavedUser saved;
+	PkSavedIdentity saved;
 	bool		isnull;
 	int64		id;
 	int			ret;
@@ -392,7 +392,7 @@ pk_ib_insert_request(const char *kind, Oid relid, Oid indexrelid, const char *na
 		elog(ERROR, "could not record the index build request: %s", SPI_result_code_string(ret));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	pk_ib_restore_user(&saved);
+	pk_run_as_end(&saved);
 
 	pk_ib_arm_wakeup();
 	return id;

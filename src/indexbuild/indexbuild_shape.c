@@ -241,9 +241,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	IndexStmt  *t;
 	ListCell   *lc;
 	int			attn = 0;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	PkSavedIdentity saved;
 
 	memset(shape, 0, sizeof(PkIbShape));
 	am = pk_ib_check_method(amname, stmt->unique, nkey, ninc, &shape->amoid);
@@ -251,10 +249,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	/* expressions and predicate: parse analysis against the table alone */
 	t = transformIndexStmt(relid, stmt, sql);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(pk_ib_rel_owner(relid),
-						   save_sec_context | SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
+	pk_run_as_begin(pk_ib_rel_owner(relid), SECURITY_RESTRICTED_OPERATION, true, &saved);
 
 	shape->unique = t->unique;
 	shape->nulls_not_distinct = t->nulls_not_distinct;
@@ -298,8 +293,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 		shape->reloptions = pk_ib_reloption_strings(options);
 	}
 
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	pk_run_as_end(&saved);
 }
 
 /* True when an existing index has exactly the resolved shape */

@@ -44,6 +44,7 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "core/plan_walk.h"
 #include "redis/redis_internal.h"
 
 /* Parsed perfkit.redis_exclude_queries */
@@ -149,108 +150,86 @@ pk_unsafe_plans(List *plans)
 	return false;
 }
 
-/* True when a plan node, its expressions or its children are not cacheable */
+/*
+ * The expressions a plan node holds besides its target list, qual and
+ * initPlans, into e[0..3]; false for node types whose results are never
+ * cacheable.
+ */
 static bool
-pk_unsafe_plan(Plan *plan)
+pk_plan_node_exprs(Plan *plan, Node **e)
 {
-	Node	   *e1 = NULL;
-	Node	   *e2 = NULL;
-	Node	   *e3 = NULL;
-	Node	   *e4 = NULL;
-	List	   *children = NIL;
-
-	if (plan == NULL)
-		return false;
-	check_stack_depth();
-
 	switch (nodeTag(plan))
 	{
 		case T_Result:
-			e1 = ((Result *) plan)->resconstantqual;
-			break;
-		case T_Append:
-			children = ((Append *) plan)->appendplans;
-			if (pk_unsafe_pruning(((Append *) plan)->part_prune_info))
-				return true;
-			break;
-		case T_MergeAppend:
-			children = ((MergeAppend *) plan)->mergeplans;
-			if (pk_unsafe_pruning(((MergeAppend *) plan)->part_prune_info))
-				return true;
-			break;
-		case T_BitmapAnd:
-			children = ((BitmapAnd *) plan)->bitmapplans;
-			break;
-		case T_BitmapOr:
-			children = ((BitmapOr *) plan)->bitmapplans;
+			e[0] = ((Result *) plan)->resconstantqual;
 			break;
 		case T_IndexScan:
-			e1 = (Node *) ((IndexScan *) plan)->indexqual;
-			e2 = (Node *) ((IndexScan *) plan)->indexqualorig;
-			e3 = (Node *) ((IndexScan *) plan)->indexorderby;
-			e4 = (Node *) ((IndexScan *) plan)->indexorderbyorig;
+			e[0] = (Node *) ((IndexScan *) plan)->indexqual;
+			e[1] = (Node *) ((IndexScan *) plan)->indexqualorig;
+			e[2] = (Node *) ((IndexScan *) plan)->indexorderby;
+			e[3] = (Node *) ((IndexScan *) plan)->indexorderbyorig;
 			break;
 		case T_IndexOnlyScan:
-			e1 = (Node *) ((IndexOnlyScan *) plan)->indexqual;
-			e2 = (Node *) ((IndexOnlyScan *) plan)->recheckqual;
-			e3 = (Node *) ((IndexOnlyScan *) plan)->indexorderby;
-			e4 = (Node *) ((IndexOnlyScan *) plan)->indextlist;
+			e[0] = (Node *) ((IndexOnlyScan *) plan)->indexqual;
+			e[1] = (Node *) ((IndexOnlyScan *) plan)->recheckqual;
+			e[2] = (Node *) ((IndexOnlyScan *) plan)->indexorderby;
+			e[3] = (Node *) ((IndexOnlyScan *) plan)->indextlist;
 			break;
 		case T_BitmapIndexScan:
-			e1 = (Node *) ((BitmapIndexScan *) plan)->indexqual;
-			e2 = (Node *) ((BitmapIndexScan *) plan)->indexqualorig;
+			e[0] = (Node *) ((BitmapIndexScan *) plan)->indexqual;
+			e[1] = (Node *) ((BitmapIndexScan *) plan)->indexqualorig;
 			break;
 		case T_BitmapHeapScan:
-			e1 = (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
+			e[0] = (Node *) ((BitmapHeapScan *) plan)->bitmapqualorig;
 			break;
 		case T_TidScan:
-			e1 = (Node *) ((TidScan *) plan)->tidquals;
+			e[0] = (Node *) ((TidScan *) plan)->tidquals;
 			break;
 		case T_TidRangeScan:
-			e1 = (Node *) ((TidRangeScan *) plan)->tidrangequals;
-			break;
-		case T_SubqueryScan:
-			children = list_make1(((SubqueryScan *) plan)->subplan);
+			e[0] = (Node *) ((TidRangeScan *) plan)->tidrangequals;
 			break;
 		case T_FunctionScan:
-			e1 = (Node *) ((FunctionScan *) plan)->functions;
+			e[0] = (Node *) ((FunctionScan *) plan)->functions;
 			break;
 		case T_ValuesScan:
-			e1 = (Node *) ((ValuesScan *) plan)->values_lists;
+			e[0] = (Node *) ((ValuesScan *) plan)->values_lists;
 			break;
 		case T_TableFuncScan:
-			e1 = (Node *) ((TableFuncScan *) plan)->tablefunc;
+			e[0] = (Node *) ((TableFuncScan *) plan)->tablefunc;
 			break;
 		case T_NestLoop:
-			e1 = (Node *) ((Join *) plan)->joinqual;
+			e[0] = (Node *) ((Join *) plan)->joinqual;
 			break;
 		case T_MergeJoin:
-			e1 = (Node *) ((Join *) plan)->joinqual;
-			e2 = (Node *) ((MergeJoin *) plan)->mergeclauses;
+			e[0] = (Node *) ((Join *) plan)->joinqual;
+			e[1] = (Node *) ((MergeJoin *) plan)->mergeclauses;
 			break;
 		case T_HashJoin:
-			e1 = (Node *) ((Join *) plan)->joinqual;
-			e2 = (Node *) ((HashJoin *) plan)->hashclauses;
-			e3 = (Node *) ((HashJoin *) plan)->hashkeys;
+			e[0] = (Node *) ((Join *) plan)->joinqual;
+			e[1] = (Node *) ((HashJoin *) plan)->hashclauses;
+			e[2] = (Node *) ((HashJoin *) plan)->hashkeys;
 			break;
 		case T_Hash:
-			e1 = (Node *) ((Hash *) plan)->hashkeys;
+			e[0] = (Node *) ((Hash *) plan)->hashkeys;
 			break;
 		case T_Memoize:
-			e1 = (Node *) ((Memoize *) plan)->param_exprs;
+			e[0] = (Node *) ((Memoize *) plan)->param_exprs;
 			break;
 		case T_WindowAgg:
-			e1 = ((WindowAgg *) plan)->startOffset;
-			e2 = ((WindowAgg *) plan)->endOffset;
-			e3 = (Node *) ((WindowAgg *) plan)->runCondition;
+			e[0] = ((WindowAgg *) plan)->startOffset;
+			e[1] = ((WindowAgg *) plan)->endOffset;
+			e[2] = (Node *) ((WindowAgg *) plan)->runCondition;
 			break;
 		case T_Limit:
-			e1 = ((Limit *) plan)->limitOffset;
-			e2 = ((Limit *) plan)->limitCount;
+			e[0] = ((Limit *) plan)->limitOffset;
+			e[1] = ((Limit *) plan)->limitCount;
 			break;
+		case T_Append:
+		case T_MergeAppend:
+		case T_BitmapAnd:
+		case T_BitmapOr:
+		case T_SubqueryScan:
 		case T_Agg:
-			children = ((Agg *) plan)->chain;
-			break;
 		case T_ProjectSet:
 		case T_RecursiveUnion:
 		case T_SeqScan:
@@ -267,16 +246,36 @@ pk_unsafe_plan(Plan *plan)
 			break;
 		default:
 			/* ModifyTable, LockRows, SampleScan, foreign, custom, tuplestores... */
-			return true;
+			return false;
 	}
+
+	return true;
+}
+
+/* True when a plan node, its expressions or its children are not cacheable */
+static bool
+pk_unsafe_plan(Plan *plan)
+{
+	Node	   *e[4] = {NULL, NULL, NULL, NULL};
+
+	if (plan == NULL)
+		return false;
+	check_stack_depth();
+
+	if (!pk_plan_node_exprs(plan, e))
+		return true;
+	if (IsA(plan, Append) && pk_unsafe_pruning(((Append *) plan)->part_prune_info))
+		return true;
+	if (IsA(plan, MergeAppend) && pk_unsafe_pruning(((MergeAppend *) plan)->part_prune_info))
+		return true;
 
 	return pk_unsafe_expr((Node *) plan->targetlist, NULL) ||
 		pk_unsafe_expr((Node *) plan->qual, NULL) ||
 		pk_unsafe_expr((Node *) plan->initPlan, NULL) ||
-		pk_unsafe_expr(e1, NULL) || pk_unsafe_expr(e2, NULL) ||
-		pk_unsafe_expr(e3, NULL) || pk_unsafe_expr(e4, NULL) ||
+		pk_unsafe_expr(e[0], NULL) || pk_unsafe_expr(e[1], NULL) ||
+		pk_unsafe_expr(e[2], NULL) || pk_unsafe_expr(e[3], NULL) ||
 		pk_unsafe_plan(plan->lefttree) || pk_unsafe_plan(plan->righttree) ||
-		pk_unsafe_plans(children);
+		pk_unsafe_plans(pk_plan_children(plan));
 }
 
 /* Whether the plan of a statement is a cacheable plain SELECT */
