@@ -71,56 +71,47 @@ pk_url_decode(const char *s, int len, char *out, int size)
 }
 
 /*
- * Parse redis://[[user]:password@]host[:port][/db] (host may be [IPv6]).
- * Uses no palloc: also called by the setting's check hook.
+ * The user information before the host, decoded into out: [user]:password@
+ * (the last @ before the path ends it).  Returns where the host starts, or
+ * NULL when the user information is malformed.
  */
-bool
-pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
+static const char *
+pk_url_userinfo(const char *p, const char *auth_end, PkRedisUrl *out, const char **error)
 {
-	const char *p;
-	const char *auth_end;
 	const char *at = NULL;
-	const char *host;
-	const char *host_end;
-	const char *port = NULL;
-	char	   *end;
-	long		v;
+	const char *colon;
 
-	memset(out, 0, sizeof(PkRedisUrl));
-	out->port = 6379;
-	if (strncmp(url, "redis://", 8) != 0)
-	{
-		*error = "The URL must start with redis:// (TLS and unix sockets are not supported).";
-		return false;
-	}
-	p = url + 8;
-	auth_end = p + strcspn(p, "/?#");
-	if (*auth_end == '?' || *auth_end == '#')
-	{
-		*error = "URL options are not supported.";
-		return false;
-	}
 	for (const char *q = p; q < auth_end; q++)
 		if (*q == '@')
 			at = q;
-	if (at != NULL)
+	if (at == NULL)
+		return p;
+	colon = memchr(p, ':', at - p);
+	if (colon == NULL || colon + 1 == at)
 	{
-		const char *colon = memchr(p, ':', at - p);
-
-		if (colon == NULL || colon + 1 == at)
-		{
-			*error = "The user information must be [user]:password.";
-			return false;
-		}
-		if (!pk_url_decode(p, colon - p, out->user, sizeof(out->user)) ||
-			!pk_url_decode(colon + 1, at - colon - 1, out->password, sizeof(out->password)))
-		{
-			*error = "The user name or password is malformed or too long.";
-			return false;
-		}
-		p = at + 1;
+		*error = "The user information must be [user]:password.";
+		return NULL;
 	}
-	host = p;
+	if (!pk_url_decode(p, colon - p, out->user, sizeof(out->user)) ||
+		!pk_url_decode(colon + 1, at - colon - 1, out->password, sizeof(out->password)))
+	{
+		*error = "The user name or password is malformed or too long.";
+		return NULL;
+	}
+	return at + 1;
+}
+
+/*
+ * The host (a name, an address or [IPv6]) from host up to auth_end, copied
+ * into out; *port is set to the text after its colon, NULL when none.
+ */
+static bool
+pk_url_host(const char *host, const char *auth_end, PkRedisUrl *out, const char **port,
+			const char **error)
+{
+	const char *host_end;
+
+	*port = NULL;
 	if (*host == '[')
 	{
 		host_end = memchr(host, ']', auth_end - host);
@@ -137,14 +128,14 @@ pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
 				*error = "Expected :port after the IPv6 address.";
 				return false;
 			}
-			port = host_end + 2;
+			*port = host_end + 2;
 		}
 	}
 	else
 	{
 		host_end = memchr(host, ':', auth_end - host);
 		if (host_end != NULL)
-			port = host_end + 1;
+			*port = host_end + 1;
 		else
 			host_end = auth_end;
 	}
@@ -155,27 +146,74 @@ pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
 	}
 	memcpy(out->host, host, host_end - host);
 	out->host[host_end - host] = '\0';
-	if (port != NULL)
-	{
-		v = strtol(port, &end, 10);
-		if (end != auth_end || end == port || v < 1 || v > 65535)
-		{
-			*error = "The port must be a number from 1 to 65535.";
-			return false;
-		}
-		out->port = (int) v;
-	}
-	if (*auth_end == '/' && auth_end[1] != '\0')
-	{
-		v = strtol(auth_end + 1, &end, 10);
-		if (*end != '\0' || v < 0 || v > 100000)
-		{
-			*error = "The database must be a number, as in redis://host:6379/0.";
-			return false;
-		}
-		out->db = (int) v;
-	}
 	return true;
+}
+
+/* The port, from port up to auth_end, into out; 1 to 65535 */
+static bool
+pk_url_port(const char *port, const char *auth_end, PkRedisUrl *out, const char **error)
+{
+	char	   *end;
+	long		v = strtol(port, &end, 10);
+
+	if (end != auth_end || end == port || v < 1 || v > 65535)
+	{
+		*error = "The port must be a number from 1 to 65535.";
+		return false;
+	}
+	out->port = (int) v;
+	return true;
+}
+
+/* The database number of the path (/db, at path; optional) into out */
+static bool
+pk_url_database(const char *path, PkRedisUrl *out, const char **error)
+{
+	char	   *end;
+	long		v;
+
+	if (*path != '/' || path[1] == '\0')
+		return true;
+	v = strtol(path + 1, &end, 10);
+	if (*end != '\0' || v < 0 || v > 100000)
+	{
+		*error = "The database must be a number, as in redis://host:6379/0.";
+		return false;
+	}
+	out->db = (int) v;
+	return true;
+}
+
+/*
+ * Parse redis://[[user]:password@]host[:port][/db] (host may be [IPv6]).
+ * Uses no palloc: also called by the setting's check hook.
+ */
+bool
+pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
+{
+	const char *p;
+	const char *auth_end;
+	const char *port;
+
+	memset(out, 0, sizeof(PkRedisUrl));
+	out->port = 6379;
+	if (strncmp(url, "redis://", 8) != 0)
+	{
+		*error = "The URL must start with redis:// (TLS and unix sockets are not supported).";
+		return false;
+	}
+	p = url + 8;
+	auth_end = p + strcspn(p, "/?#");
+	if (*auth_end == '?' || *auth_end == '#')
+	{
+		*error = "URL options are not supported.";
+		return false;
+	}
+	p = pk_url_userinfo(p, auth_end, out, error);
+	return p != NULL &&
+		pk_url_host(p, auth_end, out, &port, error) &&
+		(port == NULL || pk_url_port(port, auth_end, out, error)) &&
+		pk_url_database(auth_end, out, error);
 }
 
 /* Record an error: counter, last_error, and the server log at most every few seconds */
