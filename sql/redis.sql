@@ -51,6 +51,7 @@ ALTER SYSTEM SET perfkit.redis_url = 'redis://localhost:99999/0';
 ALTER SYSTEM SET perfkit.redis_url = 'redis://localhost:6379/zero';
 ALTER SYSTEM SET perfkit.redis_url = 'redis://user@localhost';
 ALTER SYSTEM SET perfkit.redis_prefix = '';
+ALTER SYSTEM SET perfkit.redis_ping_interval = '50ms';
 SET perfkit.redis_exclude_queries = '12, abc';
 SET perfkit.redis_exclude_queries = '12, -34';
 SHOW perfkit.redis_exclude_queries;

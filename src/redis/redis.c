@@ -45,6 +45,7 @@ int			pk_redis_hot_calls = 10;
 int			pk_redis_max_bytes = 1024 * 1024;
 int			pk_redis_queue_size = 8192;
 int			pk_redis_timeout = 1000;
+int			pk_redis_ping_interval = 1000;
 int			pk_redis_min_push_interval = 1000;
 char	   *pk_redis_exclude_tables = NULL;
 char	   *pk_redis_exclude_queries = NULL;
@@ -125,6 +126,10 @@ pk_redis_define_settings(void)
 	DefineCustomIntVariable("perfkit.redis_timeout",
 							"Connect and command timeout of the pusher's Redis connection.",
 							NULL, &pk_redis_timeout, 1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.redis_ping_interval",
+							"Time without a reply from Redis after which the idle pusher checks its connection with PING.",
+							NULL, &pk_redis_ping_interval, 1000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("perfkit.redis_exclude_tables",
 							   "Tables (table or schema.table, comma-separated) whose readers are never pushed.",

@@ -10,9 +10,15 @@
  * blocking with perfkit.redis_timeout as connect, send and receive
  * timeout (hiredis retries reads interrupted by signals, so the timeout is
  * what bounds a call; SIGTERM is checked between calls).  After any
- * failure the context is freed and the next attempt waits 100 ms, doubling
- * up to 5 s.  Every reply is freed right after use; nothing that can throw
- * runs while a reply is held.
+ * failure the context is freed, "connected" is cleared at once, and the
+ * next attempt waits 100 ms, doubling up to 500 ms: pushes resume within
+ * about half a second of Redis accepting connections again, and a Redis
+ * that stays down costs the pusher two attempts a second (backends never
+ * wait for any of it).  An idle connection is checked with PING once
+ * perfkit.redis_ping_interval passed without a reply (redis_worker.c), so
+ * a Redis that closed, refuses or stalls is noticed within about that
+ * interval plus the timeout.  Every reply is freed right after use;
+ * nothing that can throw runs while a reply is held.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +37,11 @@
 #include "redis/redis_internal.h"
 
 #define PK_BACKOFF_MIN		100 /* ms before the first reconnect */
-#define PK_BACKOFF_MAX		5000	/* ms between reconnects, at most */
+#define PK_BACKOFF_MAX		500 /* ms between reconnects, at most */
 
 struct redisContext *pk_redis_conn = NULL;	/* NULL when not connected */
 TimestampTz pk_redis_next_connect = 0;	/* no connection attempt before */
+TimestampTz pk_redis_last_reply = 0;	/* Redis last answered on this connection */
 static int	pk_backoff = 0;		/* ms of the current backoff */
 
 /* Decode %XX escapes of a URL part into out (size bytes); false when malformed */
@@ -255,7 +262,7 @@ pk_redis_disconnect(bool failed)
 	if (pk_redis_conn != NULL)
 		redisFree(pk_redis_conn);
 	pk_redis_conn = NULL;
-	pg_atomic_write_u32(&pk_redis->connected, 0);
+	pk_redis_set_connected(false);
 	if (failed)
 	{
 		pk_backoff = pk_backoff == 0 ? PK_BACKOFF_MIN : Min(pk_backoff * 2, PK_BACKOFF_MAX);
@@ -339,11 +346,44 @@ pk_redis_connect(const PkRedisUrl *url)
 			return;
 	}
 	pk_backoff = 0;
-	pg_atomic_write_u32(&pk_redis->connected, 1);
-	/* Redis may have lost its data (restart): push hot results again */
+	pk_redis_last_reply = GetCurrentTimestamp();
+	/*
+	 * Redis may have lost its data (restart): void every recent mark before
+	 * backends start capturing again, so that hot results are pushed anew
+	 */
 	pg_atomic_fetch_add_u32(&pk_redis->flush_epoch, 1);
+	pk_redis_set_connected(true);
 	ereport(LOG,
 			(errmsg("perfkit redis pusher connected to %s:%d", url->host, url->port)));
+}
+
+/*
+ * Check an idle connection: PING must be answered PONG within the timeout.
+ * Otherwise the error is recorded and the connection dropped (false).
+ */
+bool
+pk_redis_ping(void)
+{
+	const char *ping[] = {"PING"};
+	redisReply *reply = pk_command(1, ping, NULL, "lost the Redis connection");
+	char		detail[64] = "";
+
+	if (reply == NULL)
+		return false;			/* recorded and dropped by pk_command */
+	if (reply->type == REDIS_REPLY_ERROR)
+		strlcpy(detail, reply->str ? reply->str : "error", sizeof(detail));
+	else if (reply->type != REDIS_REPLY_STATUS || reply->str == NULL ||
+			 strcmp(reply->str, "PONG") != 0)
+		strlcpy(detail, "unexpected reply to PING", sizeof(detail));
+	freeReplyObject(reply);
+	if (detail[0] != '\0')
+	{
+		pk_redis_worker_error("Redis PING failed", detail);
+		pk_redis_disconnect(true);
+		return false;
+	}
+	pk_redis_last_reply = GetCurrentTimestamp();
+	return true;
 }
 
 /* Escape the glob characters of a SCAN pattern */

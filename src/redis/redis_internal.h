@@ -208,6 +208,7 @@ extern int	pk_redis_hot_calls;
 extern int	pk_redis_max_bytes;
 extern int	pk_redis_queue_size;
 extern int	pk_redis_timeout;
+extern int	pk_redis_ping_interval;
 extern int	pk_redis_min_push_interval;
 extern char *pk_redis_exclude_tables;
 extern char *pk_redis_exclude_queries;
@@ -258,6 +259,7 @@ extern PkRedisItemHeader *pk_redis_queue_peek(uint64 pos, uint64 head, uint64 *n
 extern void pk_redis_queue_release(uint64 upto);
 extern void pk_redis_mark_pushed(uint64 check, uint32 gensum, uint32 seconds);
 extern void pk_redis_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
+extern void pk_redis_set_connected(bool connected);
 
 /* redis_json.c */
 extern PkRedisCapture *pk_redis_capture_create(QueryDesc *queryDesc);
@@ -274,10 +276,12 @@ extern bool pk_redis_key_hash_texts(const char *text, int len, char **params, in
 /* redis_conn.c: the pusher's connection (worker only) */
 extern struct redisContext *pk_redis_conn;
 extern TimestampTz pk_redis_next_connect;
+extern TimestampTz pk_redis_last_reply;
 extern bool pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error);
 extern void pk_redis_connect(const PkRedisUrl *url);
 extern void pk_redis_disconnect(bool failed);
 extern void pk_redis_reset_backoff(void);
+extern bool pk_redis_ping(void);
 extern const char *pk_redis_conn_error(struct redisContext *c);
 extern void pk_redis_worker_error(const char *what, const char *detail);
 extern bool pk_redis_flush(void);

@@ -601,6 +601,13 @@ pk_redis_set_error(const char *fmt,...)
 	SpinLockRelease(&pk_redis->mutex);
 }
 
+/* Worker: the connection is usable or gone */
+void
+pk_redis_set_connected(bool connected)
+{
+	pg_atomic_write_u32(&pk_redis->connected, connected ? 1 : 0);
+}
+
 /* Add the backend's counts to shared memory */
 void
 pk_redis_flush_local_counts(void)
