@@ -8,8 +8,10 @@
  *	  redis_writes.c.
  *
  * Locking: the queue's spinlock is held only to reserve room; generations,
- * maxxid, hot counters and recent marks are atomics; no LWLock is taken
- * and no backend ever waits for the worker or Redis.  Backend state (open
+ * maxxid, hot counters, recent marks and the pusher's "connected" flag are
+ * atomics; no LWLock is taken and no backend ever waits for the worker or
+ * Redis.  While the pusher is not connected, hot executions are counted
+ * but nothing is captured.  Backend state (open
  * captures, the transaction's writes) is process-local; captures live in
  * the query's memory and are forgotten by a memory context callback, so an
  * error that aborts the query cannot leave a dangling pointer.
@@ -390,6 +392,9 @@ pk_redis_executor_start(QueryDesc *queryDesc, int eflags)
 		pg_atomic_read_u32(&pk_redis->enabled) == 0 ||
 		pk_redis_query_excluded(pstmt->queryId) ||
 		!pk_redis_is_hot(MyDatabaseId, pstmt->queryId))
+		return;
+	/* Redis is known to be unreachable: no capture, no encoding (hotness still counts) */
+	if (pg_atomic_read_u32(&pk_redis->connected) == 0)
 		return;
 	pk_redis_consider(queryDesc);
 }

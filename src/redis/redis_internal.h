@@ -131,7 +131,8 @@ typedef struct PkRedisShared
 	uint64		push_limit;		/* pushes may fill the ring up to this many bytes */
 	Latch	   *worker_latch;	/* set to wake the pusher, NULL when none runs */
 	pg_atomic_uint32 enabled;	/* the pusher runs with a URL: queue items */
-	pg_atomic_uint32 connected; /* the pusher is connected to Redis */
+	pg_atomic_uint32 connected; /* the pusher is connected to Redis; while it
+								 * is not, backends capture nothing */
 	pg_atomic_uint32 flush_all; /* an invalidation was lost: delete every key */
 	pg_atomic_uint32 flush_epoch;	/* bumped by each flush (voids recent marks) */
 	pg_atomic_uint32 full;		/* a push did not fit: skip capturing for now */

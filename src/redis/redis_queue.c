@@ -31,6 +31,12 @@
  * when free or idle for two minutes) and one 64-bit word per minute; once a
  * statement is hot for the current minute, its slot is only read.
  *
+ * The pusher sets "connected" when Redis answers and clears it as soon as a
+ * command, a connection attempt or its idle PING fails; backends read it
+ * without a lock and, while it is off, neither capture nor encode results
+ * (hot counters keep counting, so pushes resume at the first hot execution
+ * after a reconnection).  Invalidations are queued whatever the state.
+ *
  * Counters that backends would otherwise bump on every execution of a hot
  * statement (skipped, dropped) are kept per backend and added to shared
  * memory at most once a second, at backend exit, and when
