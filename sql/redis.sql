@@ -39,6 +39,9 @@ SELECT perfkit.redis_key('SELECT $1', ARRAY[['a'], ['b']]);
 SELECT connected, pushed, invalidated, skipped_unsafe, dropped_queue_full, dropped_stale, errors,
        last_error, queue_bytes, enabled, skipped_too_big
   FROM perfkit.redis_status;
+-- never connected, never failed: no times
+SELECT last_connected_at IS NULL AS never_connected, last_error_at IS NULL AS never_failed
+  FROM perfkit.redis_status;
 -- (the report's last section; statement texts in its other sections may mention Redis too)
 SELECT line
   FROM regexp_split_to_table(substring(perfkit.report() FROM '== Redis result cache ==.*$'), E'\n') AS line

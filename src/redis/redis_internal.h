@@ -124,7 +124,8 @@ typedef struct PkRedisHot
 /* Shared state: counters, generations, queue; see redis.c for locking */
 typedef struct PkRedisShared
 {
-	slock_t		mutex;			/* protects head, tail, worker_latch, last_error */
+	slock_t		mutex;			/* protects head, tail, worker_latch, last_error,
+								 * last_error_at, last_connected_at */
 	uint64		head;			/* bytes ever reserved in the ring */
 	uint64		tail;			/* bytes ever released by the worker */
 	uint64		size;			/* bytes of the ring (multiple of 8) */
@@ -144,6 +145,8 @@ typedef struct PkRedisShared
 	pg_atomic_uint64 dropped_stale; /* results dropped: a table changed meanwhile */
 	pg_atomic_uint64 errors;	/* failed Redis commands and connections */
 	char		last_error[PK_REDIS_ERROR_LEN]; /* latest error, "" if none */
+	TimestampTz last_error_at;	/* when it happened, 0 if never */
+	TimestampTz last_connected_at;	/* latest successful connection, 0 if none */
 	pg_atomic_uint64 gens[PK_REDIS_GEN_SLOTS];	/* write generation per slot */
 	pg_atomic_uint64 maxxid[PK_REDIS_GEN_SLOTS];	/* newest writer per slot
 													 * (FullTransactionId) */
