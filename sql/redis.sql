@@ -39,8 +39,13 @@ SELECT perfkit.redis_key('SELECT $1', ARRAY[['a'], ['b']]);
 SELECT connected, pushed, invalidated, skipped_unsafe, dropped_queue_full, dropped_stale, errors,
        last_error, queue_bytes, enabled, skipped_too_big
   FROM perfkit.redis_status;
-SELECT line FROM regexp_split_to_table(perfkit.report(), E'\n') AS line
- WHERE line ~ 'Redis|redis_url';
+-- never connected, never failed: no times
+SELECT last_connected_at IS NULL AS never_connected, last_error_at IS NULL AS never_failed
+  FROM perfkit.redis_status;
+-- (the report's last section; statement texts in its other sections may mention Redis too)
+SELECT line
+  FROM regexp_split_to_table(substring(perfkit.report() FROM '== Redis result cache ==.*$'), E'\n') AS line
+ WHERE line <> '';
 
 -- Settings are validated.
 SET perfkit.redis_url = 'redis://localhost';
@@ -49,6 +54,7 @@ ALTER SYSTEM SET perfkit.redis_url = 'redis://localhost:99999/0';
 ALTER SYSTEM SET perfkit.redis_url = 'redis://localhost:6379/zero';
 ALTER SYSTEM SET perfkit.redis_url = 'redis://user@localhost';
 ALTER SYSTEM SET perfkit.redis_prefix = '';
+ALTER SYSTEM SET perfkit.redis_ping_interval = '50ms';
 SET perfkit.redis_exclude_queries = '12, abc';
 SET perfkit.redis_exclude_queries = '12, -34';
 SHOW perfkit.redis_exclude_queries;

@@ -8,8 +8,10 @@
  *	  redis_writes.c.
  *
  * Locking: the queue's spinlock is held only to reserve room; generations,
- * maxxid, hot counters and recent marks are atomics; no LWLock is taken
- * and no backend ever waits for the worker or Redis.  Backend state (open
+ * maxxid, hot counters, recent marks and the pusher's "connected" flag are
+ * atomics; no LWLock is taken and no backend ever waits for the worker or
+ * Redis.  While the pusher is not connected, hot executions are counted
+ * but nothing is captured.  Backend state (open
  * captures, the transaction's writes) is process-local; captures live in
  * the query's memory and are forgotten by a memory context callback, so an
  * error that aborts the query cannot leave a dangling pointer.
@@ -45,6 +47,7 @@ int			pk_redis_hot_calls = 10;
 int			pk_redis_max_bytes = 1024 * 1024;
 int			pk_redis_queue_size = 8192;
 int			pk_redis_timeout = 1000;
+int			pk_redis_ping_interval = 1000;
 int			pk_redis_min_push_interval = 1000;
 char	   *pk_redis_exclude_tables = NULL;
 char	   *pk_redis_exclude_queries = NULL;
@@ -126,6 +129,10 @@ pk_redis_define_settings(void)
 							"Connect and command timeout of the pusher's Redis connection.",
 							NULL, &pk_redis_timeout, 1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.redis_ping_interval",
+							"Time without a reply from Redis after which the idle pusher checks its connection with PING.",
+							NULL, &pk_redis_ping_interval, 1000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("perfkit.redis_exclude_tables",
 							   "Tables (table or schema.table, comma-separated) whose readers are never pushed.",
 							   NULL, &pk_redis_exclude_tables, "",
@@ -175,66 +182,53 @@ pk_skip(PkRedisSkip reason, uint64 queryid, const char *why)
 		 (int64) queryid, why);
 }
 
-/*
- * A hot top-level SELECT: unless its result was pushed at the current
- * generations lately, check it and start capturing its result.
- */
-static void
-pk_redis_consider(QueryDesc *queryDesc)
+/* The text and identity of a plain SELECT whose key can be computed; counted as unsafe otherwise */
+static bool
+pk_consider_identity(QueryDesc *queryDesc, const char **text, int *len,
+					 Oid *relids, int *nrelids, uint64 *check)
 {
 	PlannedStmt *pstmt = queryDesc->plannedstmt;
-	const char *text;
-	int			len;
-	Oid			relids[PK_REDIS_MAX_TABLES];
-	int			nrelids;
-	uint32		gensum;
-	char		hex[PK_REDIS_SHA1_HEX + 1];
-	uint64		check;
-	PkUnsafeVerdict *uc;
-	PkRedisSkip verdict;
-	PkRedisCapture *cap;
-	int			free_slot = -1;
-	MemoryContextCallback *cb;
-	char	   *rolname;
 
-	if (RecoveryInProgress())
-		return;					/* a standby never pushes */
 	if (!pk_redis_statement_text(queryDesc->sourceText, pstmt->stmt_location, pstmt->stmt_len,
-								 &text, &len) ||
+								 text, len) ||
 		pstmt->rowMarks != NIL || pstmt->hasModifyingCTE || pstmt->utilityStmt != NULL ||
-		pk_redis_collect_tables(pstmt, false, relids, &nrelids) != PK_SKIP_NONE ||
-		!pk_redis_ident(text, len, queryDesc->params, &check))
+		pk_redis_collect_tables(pstmt, false, relids, nrelids) != PK_SKIP_NONE ||
+		!pk_redis_ident(*text, *len, queryDesc->params, check))
 	{
 		pk_skip(PK_SKIP_UNSAFE, pstmt->queryId,
 				"not a single plain SELECT with usable parameters");
-		return;
+		return false;
 	}
-	/* found unsafe a moment ago: skip the checks */
-	uc = &pk_unsafe_cache[check % PK_REDIS_UNSAFE_CACHE];
-	if (uc->check == check && uc->until > time(NULL))
-	{
-		pk_redis_count_local(uc->reason);
-		return;
-	}
+	return true;
+}
 
-	/* the steady state of a hot statement: already pushed at these generations */
-	gensum = pk_redis_flush_epoch();
+/* The flush epoch plus the generations of the relations: what recent marks are stamped with */
+static uint32
+pk_consider_gensum(const Oid *relids, int nrelids)
+{
+	uint32		gensum = pk_redis_flush_epoch();
+
 	for (int i = 0; i < nrelids; i++)
 		gensum += (uint32) pk_redis_read_gen(pk_redis_gen_slot(MyDatabaseId, relids[i]));
-	if (pk_redis_recently_pushed(check, gensum))
-		return;
-	if (pg_atomic_read_u32(&pk_redis->full) != 0)
-	{
-		/* no room: do not capture at all; try again in a moment */
-		pk_redis_mark_pending(check, gensum);
-		pk_skip(PK_SKIP_QUEUE_FULL, pstmt->queryId, "the queue is full");
-		return;
-	}
+	return gensum;
+}
 
-	if (pk_redis_wrote_any(relids, nrelids))
+/*
+ * True when the statement may be pushed: cacheable plan, relations that are
+ * neither excluded nor special (relids is refilled by the strict check), none
+ * written by this transaction.  A refusal is counted, and remembered for a
+ * second unless it depends on this transaction.
+ */
+static bool
+pk_consider_safe(PlannedStmt *pstmt, PkUnsafeVerdict *uc, uint64 check,
+				 Oid *relids, int *nrelids)
+{
+	PkRedisSkip verdict;
+
+	if (pk_redis_wrote_any(relids, *nrelids))
 	{
 		pk_skip(PK_SKIP_UNSAFE, pstmt->queryId, "this transaction wrote a table it reads");
-		return;
+		return false;
 	}
 	verdict = pk_redis_plan_safe(pstmt);
 	if (verdict != PK_SKIP_NONE)
@@ -242,33 +236,47 @@ pk_redis_consider(QueryDesc *queryDesc)
 		pk_unsafe_remember(uc, check, verdict);
 		pk_skip(verdict, pstmt->queryId,
 				"not cacheable (locking, writing, or a function that is not immutable)");
-		return;
+		return false;
 	}
-	verdict = pk_redis_collect_tables(pstmt, true, relids, &nrelids);
+	verdict = pk_redis_collect_tables(pstmt, true, relids, nrelids);
 	if (verdict != PK_SKIP_NONE)
 	{
 		pk_unsafe_remember(uc, check, verdict);
 		pk_skip(verdict, pstmt->queryId, verdict == PK_SKIP_EXCLUDED ? "excluded" :
 				"reads a temporary, unlogged, foreign, catalog or row-secured relation");
-		return;
+		return false;
 	}
-	if (pk_redis_wrote_any(relids, nrelids))
+	if (pk_redis_wrote_any(relids, *nrelids))
 	{
 		pk_skip(PK_SKIP_UNSAFE, pstmt->queryId, "this transaction wrote a table it reads");
-		return;
+		return false;
 	}
-	if (!pk_redis_key_hash(text, len, queryDesc->params, hex))
-	{
-		pk_skip(PK_SKIP_UNSAFE, pstmt->queryId, "a parameter cannot be part of a key");
-		return;
-	}
+	return true;
+}
 
-	for (int i = 0; i < PK_REDIS_OPEN && free_slot < 0; i++)
+/* A free slot of pk_open, or -1 */
+static int
+pk_open_slot(void)
+{
+	for (int i = 0; i < PK_REDIS_OPEN; i++)
 		if (pk_open[i] == NULL)
-			free_slot = i;
-	rolname = GetUserNameFromId(GetUserId(), true);
-	if (free_slot < 0 || rolname == NULL || pk_redis_datname()[0] == '\0')
-		return;
+			return i;
+	return -1;
+}
+
+/*
+ * Open the capture of an execution in pk_open[slot], with the generations
+ * of its relations read now (after its snapshot was taken), unless a
+ * writer of one of them may be invisible to that snapshot (counted stale).
+ */
+static void
+pk_capture_start(QueryDesc *queryDesc, int slot, const char *hex, const char *rolname,
+				 uint64 check, uint32 gensum, const Oid *relids, int nrelids,
+				 PkUnsafeVerdict *uc)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	PkRedisCapture *cap;
+	MemoryContextCallback *cb;
 
 	cap = pk_redis_capture_create(queryDesc);
 	cap->queryid = pstmt->queryId;
@@ -298,9 +306,66 @@ pk_redis_consider(QueryDesc *queryDesc)
 	cb->func = pk_capture_forget;
 	cb->arg = cap;
 	MemoryContextRegisterResetCallback(cap->cxt, cb);
-	pk_open[free_slot] = cap;
+	pk_open[slot] = cap;
 	/* other executions of the same key leave it to this one */
 	pk_redis_mark_pending(check, gensum);
+}
+
+/*
+ * A hot top-level SELECT: unless its result was pushed at the current
+ * generations lately, check it and start capturing its result.
+ */
+static void
+pk_redis_consider(QueryDesc *queryDesc)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	const char *text;
+	int			len;
+	Oid			relids[PK_REDIS_MAX_TABLES];
+	int			nrelids;
+	uint32		gensum;
+	char		hex[PK_REDIS_SHA1_HEX + 1];
+	uint64		check;
+	PkUnsafeVerdict *uc;
+	int			slot;
+	char	   *rolname;
+
+	if (RecoveryInProgress())
+		return;					/* a standby never pushes */
+	if (!pk_consider_identity(queryDesc, &text, &len, relids, &nrelids, &check))
+		return;
+	/* found unsafe a moment ago: skip the checks */
+	uc = &pk_unsafe_cache[check % PK_REDIS_UNSAFE_CACHE];
+	if (uc->check == check && uc->until > time(NULL))
+	{
+		pk_redis_count_local(uc->reason);
+		return;
+	}
+
+	/* the steady state of a hot statement: already pushed at these generations */
+	gensum = pk_consider_gensum(relids, nrelids);
+	if (pk_redis_recently_pushed(check, gensum))
+		return;
+	if (pg_atomic_read_u32(&pk_redis->full) != 0)
+	{
+		/* no room: do not capture at all; try again in a moment */
+		pk_redis_mark_pending(check, gensum);
+		pk_skip(PK_SKIP_QUEUE_FULL, pstmt->queryId, "the queue is full");
+		return;
+	}
+
+	if (!pk_consider_safe(pstmt, uc, check, relids, &nrelids))
+		return;
+	if (!pk_redis_key_hash(text, len, queryDesc->params, hex))
+	{
+		pk_skip(PK_SKIP_UNSAFE, pstmt->queryId, "a parameter cannot be part of a key");
+		return;
+	}
+	slot = pk_open_slot();
+	rolname = GetUserNameFromId(GetUserId(), true);
+	if (slot < 0 || rolname == NULL || pk_redis_datname()[0] == '\0')
+		return;
+	pk_capture_start(queryDesc, slot, hex, rolname, check, gensum, relids, nrelids, uc);
 }
 
 /* ExecutorStart: note writes; count hot SELECTs and maybe start a capture */
@@ -327,6 +392,9 @@ pk_redis_executor_start(QueryDesc *queryDesc, int eflags)
 		pg_atomic_read_u32(&pk_redis->enabled) == 0 ||
 		pk_redis_query_excluded(pstmt->queryId) ||
 		!pk_redis_is_hot(MyDatabaseId, pstmt->queryId))
+		return;
+	/* Redis is known to be unreachable: no capture, no encoding (hotness still counts) */
+	if (pg_atomic_read_u32(&pk_redis->connected) == 0)
 		return;
 	pk_redis_consider(queryDesc);
 }

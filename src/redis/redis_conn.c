@@ -10,9 +10,15 @@
  * blocking with perfkit.redis_timeout as connect, send and receive
  * timeout (hiredis retries reads interrupted by signals, so the timeout is
  * what bounds a call; SIGTERM is checked between calls).  After any
- * failure the context is freed and the next attempt waits 100 ms, doubling
- * up to 5 s.  Every reply is freed right after use; nothing that can throw
- * runs while a reply is held.
+ * failure the context is freed, "connected" is cleared at once, and the
+ * next attempt waits 100 ms, doubling up to 500 ms: pushes resume within
+ * about half a second of Redis accepting connections again, and a Redis
+ * that stays down costs the pusher two attempts a second (backends never
+ * wait for any of it).  An idle connection is checked with PING once
+ * perfkit.redis_ping_interval passed without a reply (redis_worker.c), so
+ * a Redis that closed, refuses or stalls is noticed within about that
+ * interval plus the timeout.  Every reply is freed right after use;
+ * nothing that can throw runs while a reply is held.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +37,11 @@
 #include "redis/redis_internal.h"
 
 #define PK_BACKOFF_MIN		100 /* ms before the first reconnect */
-#define PK_BACKOFF_MAX		5000	/* ms between reconnects, at most */
+#define PK_BACKOFF_MAX		500 /* ms between reconnects, at most */
 
 struct redisContext *pk_redis_conn = NULL;	/* NULL when not connected */
 TimestampTz pk_redis_next_connect = 0;	/* no connection attempt before */
+TimestampTz pk_redis_last_reply = 0;	/* Redis last answered on this connection */
 static int	pk_backoff = 0;		/* ms of the current backoff */
 
 /* Decode %XX escapes of a URL part into out (size bytes); false when malformed */
@@ -71,56 +78,47 @@ pk_url_decode(const char *s, int len, char *out, int size)
 }
 
 /*
- * Parse redis://[[user]:password@]host[:port][/db] (host may be [IPv6]).
- * Uses no palloc: also called by the setting's check hook.
+ * The user information before the host, decoded into out: [user]:password@
+ * (the last @ before the path ends it).  Returns where the host starts, or
+ * NULL when the user information is malformed.
  */
-bool
-pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
+static const char *
+pk_url_userinfo(const char *p, const char *auth_end, PkRedisUrl *out, const char **error)
 {
-	const char *p;
-	const char *auth_end;
 	const char *at = NULL;
-	const char *host;
-	const char *host_end;
-	const char *port = NULL;
-	char	   *end;
-	long		v;
+	const char *colon;
 
-	memset(out, 0, sizeof(PkRedisUrl));
-	out->port = 6379;
-	if (strncmp(url, "redis://", 8) != 0)
-	{
-		*error = "The URL must start with redis:// (TLS and unix sockets are not supported).";
-		return false;
-	}
-	p = url + 8;
-	auth_end = p + strcspn(p, "/?#");
-	if (*auth_end == '?' || *auth_end == '#')
-	{
-		*error = "URL options are not supported.";
-		return false;
-	}
 	for (const char *q = p; q < auth_end; q++)
 		if (*q == '@')
 			at = q;
-	if (at != NULL)
+	if (at == NULL)
+		return p;
+	colon = memchr(p, ':', at - p);
+	if (colon == NULL || colon + 1 == at)
 	{
-		const char *colon = memchr(p, ':', at - p);
-
-		if (colon == NULL || colon + 1 == at)
-		{
-			*error = "The user information must be [user]:password.";
-			return false;
-		}
-		if (!pk_url_decode(p, colon - p, out->user, sizeof(out->user)) ||
-			!pk_url_decode(colon + 1, at - colon - 1, out->password, sizeof(out->password)))
-		{
-			*error = "The user name or password is malformed or too long.";
-			return false;
-		}
-		p = at + 1;
+		*error = "The user information must be [user]:password.";
+		return NULL;
 	}
-	host = p;
+	if (!pk_url_decode(p, colon - p, out->user, sizeof(out->user)) ||
+		!pk_url_decode(colon + 1, at - colon - 1, out->password, sizeof(out->password)))
+	{
+		*error = "The user name or password is malformed or too long.";
+		return NULL;
+	}
+	return at + 1;
+}
+
+/*
+ * The host (a name, an address or [IPv6]) from host up to auth_end, copied
+ * into out; *port is set to the text after its colon, NULL when none.
+ */
+static bool
+pk_url_host(const char *host, const char *auth_end, PkRedisUrl *out, const char **port,
+			const char **error)
+{
+	const char *host_end;
+
+	*port = NULL;
 	if (*host == '[')
 	{
 		host_end = memchr(host, ']', auth_end - host);
@@ -137,14 +135,14 @@ pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
 				*error = "Expected :port after the IPv6 address.";
 				return false;
 			}
-			port = host_end + 2;
+			*port = host_end + 2;
 		}
 	}
 	else
 	{
 		host_end = memchr(host, ':', auth_end - host);
 		if (host_end != NULL)
-			port = host_end + 1;
+			*port = host_end + 1;
 		else
 			host_end = auth_end;
 	}
@@ -155,27 +153,74 @@ pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
 	}
 	memcpy(out->host, host, host_end - host);
 	out->host[host_end - host] = '\0';
-	if (port != NULL)
-	{
-		v = strtol(port, &end, 10);
-		if (end != auth_end || end == port || v < 1 || v > 65535)
-		{
-			*error = "The port must be a number from 1 to 65535.";
-			return false;
-		}
-		out->port = (int) v;
-	}
-	if (*auth_end == '/' && auth_end[1] != '\0')
-	{
-		v = strtol(auth_end + 1, &end, 10);
-		if (*end != '\0' || v < 0 || v > 100000)
-		{
-			*error = "The database must be a number, as in redis://host:6379/0.";
-			return false;
-		}
-		out->db = (int) v;
-	}
 	return true;
+}
+
+/* The port, from port up to auth_end, into out; 1 to 65535 */
+static bool
+pk_url_port(const char *port, const char *auth_end, PkRedisUrl *out, const char **error)
+{
+	char	   *end;
+	long		v = strtol(port, &end, 10);
+
+	if (end != auth_end || end == port || v < 1 || v > 65535)
+	{
+		*error = "The port must be a number from 1 to 65535.";
+		return false;
+	}
+	out->port = (int) v;
+	return true;
+}
+
+/* The database number of the path (/db, at path; optional) into out */
+static bool
+pk_url_database(const char *path, PkRedisUrl *out, const char **error)
+{
+	char	   *end;
+	long		v;
+
+	if (*path != '/' || path[1] == '\0')
+		return true;
+	v = strtol(path + 1, &end, 10);
+	if (*end != '\0' || v < 0 || v > 100000)
+	{
+		*error = "The database must be a number, as in redis://host:6379/0.";
+		return false;
+	}
+	out->db = (int) v;
+	return true;
+}
+
+/*
+ * Parse redis://[[user]:password@]host[:port][/db] (host may be [IPv6]).
+ * Uses no palloc: also called by the setting's check hook.
+ */
+bool
+pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error)
+{
+	const char *p;
+	const char *auth_end;
+	const char *port;
+
+	memset(out, 0, sizeof(PkRedisUrl));
+	out->port = 6379;
+	if (strncmp(url, "redis://", 8) != 0)
+	{
+		*error = "The URL must start with redis:// (TLS and unix sockets are not supported).";
+		return false;
+	}
+	p = url + 8;
+	auth_end = p + strcspn(p, "/?#");
+	if (*auth_end == '?' || *auth_end == '#')
+	{
+		*error = "URL options are not supported.";
+		return false;
+	}
+	p = pk_url_userinfo(p, auth_end, out, error);
+	return p != NULL &&
+		pk_url_host(p, auth_end, out, &port, error) &&
+		(port == NULL || pk_url_port(port, auth_end, out, error)) &&
+		pk_url_database(auth_end, out, error);
 }
 
 /* Record an error: counter, last_error, and the server log at most every few seconds */
@@ -217,7 +262,7 @@ pk_redis_disconnect(bool failed)
 	if (pk_redis_conn != NULL)
 		redisFree(pk_redis_conn);
 	pk_redis_conn = NULL;
-	pg_atomic_write_u32(&pk_redis->connected, 0);
+	pk_redis_set_connected(false);
 	if (failed)
 	{
 		pk_backoff = pk_backoff == 0 ? PK_BACKOFF_MIN : Min(pk_backoff * 2, PK_BACKOFF_MAX);
@@ -301,11 +346,44 @@ pk_redis_connect(const PkRedisUrl *url)
 			return;
 	}
 	pk_backoff = 0;
-	pg_atomic_write_u32(&pk_redis->connected, 1);
-	/* Redis may have lost its data (restart): push hot results again */
+	pk_redis_last_reply = GetCurrentTimestamp();
+	/*
+	 * Redis may have lost its data (restart): void every recent mark before
+	 * backends start capturing again, so that hot results are pushed anew
+	 */
 	pg_atomic_fetch_add_u32(&pk_redis->flush_epoch, 1);
+	pk_redis_set_connected(true);
 	ereport(LOG,
 			(errmsg("perfkit redis pusher connected to %s:%d", url->host, url->port)));
+}
+
+/*
+ * Check an idle connection: PING must be answered PONG within the timeout.
+ * Otherwise the error is recorded and the connection dropped (false).
+ */
+bool
+pk_redis_ping(void)
+{
+	const char *ping[] = {"PING"};
+	redisReply *reply = pk_command(1, ping, NULL, "lost the Redis connection");
+	char		detail[64] = "";
+
+	if (reply == NULL)
+		return false;			/* recorded and dropped by pk_command */
+	if (reply->type == REDIS_REPLY_ERROR)
+		strlcpy(detail, reply->str ? reply->str : "error", sizeof(detail));
+	else if (reply->type != REDIS_REPLY_STATUS || reply->str == NULL ||
+			 strcmp(reply->str, "PONG") != 0)
+		strlcpy(detail, "unexpected reply to PING", sizeof(detail));
+	freeReplyObject(reply);
+	if (detail[0] != '\0')
+	{
+		pk_redis_worker_error("Redis PING failed", detail);
+		pk_redis_disconnect(true);
+		return false;
+	}
+	pk_redis_last_reply = GetCurrentTimestamp();
+	return true;
 }
 
 /* Escape the glob characters of a SCAN pattern */

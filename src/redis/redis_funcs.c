@@ -10,7 +10,10 @@
  * (and refuses texts that are never pushed), and the parameters are taken
  * as given, in their text form.  It needs no Redis and reads no shared
  * memory.  The status row copies the shared counters (atomics) and the
- * queue bounds under the queue's spinlock.
+ * queue bounds, last error and times under the queue's spinlock.  Two
+ * entry points give the row in the shape each SQL declaration expects:
+ * perfkit_redis_status (0.1.0 and 0.2.0, 11 columns, still called by
+ * databases not yet updated) and perfkit_redis_status_0_3 (13 columns).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,8 +34,10 @@
 
 PG_FUNCTION_INFO_V1(perfkit_redis_key);
 PG_FUNCTION_INFO_V1(perfkit_redis_status);
+PG_FUNCTION_INFO_V1(perfkit_redis_status_0_3);
 
-#define PK_REDIS_STATUS_COLS	11
+#define PK_REDIS_STATUS_COLS_0_1	11	/* perfkit._redis_status() of 0.1.0 and 0.2.0 */
+#define PK_REDIS_STATUS_COLS_0_3	13	/* + last_connected_at, last_error_at */
 
 /* Error unless perfkit's shared memory exists */
 static void
@@ -111,14 +116,16 @@ perfkit_redis_key(PG_FUNCTION_ARGS)
 											  datname ? datname : "", rolname, hex)));
 }
 
-/* The single row of perfkit.redis_status */
-Datum
-perfkit_redis_status(PG_FUNCTION_ARGS)
+/* The single row of perfkit.redis_status, with the first ncols columns */
+static Datum
+pk_redis_status_row(FunctionCallInfo fcinfo, int ncols)
 {
 	TupleDesc	tupdesc;
-	Datum		values[PK_REDIS_STATUS_COLS];
-	bool		nulls[PK_REDIS_STATUS_COLS];
+	Datum		values[PK_REDIS_STATUS_COLS_0_3];
+	bool		nulls[PK_REDIS_STATUS_COLS_0_3];
 	char		last_error[PK_REDIS_ERROR_LEN];
+	TimestampTz last_error_at;
+	TimestampTz last_connected_at;
 	uint64		head;
 	uint64		tail;
 	int			i = 0;
@@ -126,6 +133,12 @@ perfkit_redis_status(PG_FUNCTION_ARGS)
 	pk_redis_require_loaded();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts != ncols)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("perfkit's Redis status function returns %d columns, not %d",
+						tupdesc->natts, ncols),
+				 errhint("Update the extension: ALTER EXTENSION perfkit UPDATE.")));
 
 	/* this backend's own pending counts first */
 	pk_redis_flush_local_counts();
@@ -133,6 +146,8 @@ perfkit_redis_status(PG_FUNCTION_ARGS)
 	head = pk_redis->head;
 	tail = pk_redis->tail;
 	strlcpy(last_error, pk_redis->last_error, sizeof(last_error));
+	last_error_at = pk_redis->last_error_at;
+	last_connected_at = pk_redis->last_connected_at;
 	SpinLockRelease(&pk_redis->mutex);
 
 	memset(nulls, 0, sizeof(nulls));
@@ -151,7 +166,29 @@ perfkit_redis_status(PG_FUNCTION_ARGS)
 	else
 		nulls[i++] = true;
 	values[i++] = Int64GetDatum((int64) (head - tail));
-	Assert(i == PK_REDIS_STATUS_COLS);
+	if (ncols >= PK_REDIS_STATUS_COLS_0_3)
+	{
+		/* the times say nothing about hosts: shown to every role */
+		nulls[i] = last_connected_at == 0;
+		values[i++] = TimestampTzGetDatum(last_connected_at);
+		nulls[i] = last_error_at == 0;
+		values[i++] = TimestampTzGetDatum(last_error_at);
+	}
+	Assert(i == ncols);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* perfkit._redis_status() of 0.1.0 and 0.2.0 */
+Datum
+perfkit_redis_status(PG_FUNCTION_ARGS)
+{
+	return pk_redis_status_row(fcinfo, PK_REDIS_STATUS_COLS_0_1);
+}
+
+/* perfkit._redis_status_0_3(): the row of perfkit.redis_status from 0.3.0 on */
+Datum
+perfkit_redis_status_0_3(PG_FUNCTION_ARGS)
+{
+	return pk_redis_status_row(fcinfo, PK_REDIS_STATUS_COLS_0_3);
 }

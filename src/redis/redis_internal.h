@@ -124,14 +124,16 @@ typedef struct PkRedisHot
 /* Shared state: counters, generations, queue; see redis.c for locking */
 typedef struct PkRedisShared
 {
-	slock_t		mutex;			/* protects head, tail, worker_latch, last_error */
+	slock_t		mutex;			/* protects head, tail, worker_latch, last_error,
+								 * last_error_at, last_connected_at */
 	uint64		head;			/* bytes ever reserved in the ring */
 	uint64		tail;			/* bytes ever released by the worker */
 	uint64		size;			/* bytes of the ring (multiple of 8) */
 	uint64		push_limit;		/* pushes may fill the ring up to this many bytes */
 	Latch	   *worker_latch;	/* set to wake the pusher, NULL when none runs */
 	pg_atomic_uint32 enabled;	/* the pusher runs with a URL: queue items */
-	pg_atomic_uint32 connected; /* the pusher is connected to Redis */
+	pg_atomic_uint32 connected; /* the pusher is connected to Redis; while it
+								 * is not, backends capture nothing */
 	pg_atomic_uint32 flush_all; /* an invalidation was lost: delete every key */
 	pg_atomic_uint32 flush_epoch;	/* bumped by each flush (voids recent marks) */
 	pg_atomic_uint32 full;		/* a push did not fit: skip capturing for now */
@@ -143,6 +145,8 @@ typedef struct PkRedisShared
 	pg_atomic_uint64 dropped_stale; /* results dropped: a table changed meanwhile */
 	pg_atomic_uint64 errors;	/* failed Redis commands and connections */
 	char		last_error[PK_REDIS_ERROR_LEN]; /* latest error, "" if none */
+	TimestampTz last_error_at;	/* when it happened, 0 if never */
+	TimestampTz last_connected_at;	/* latest successful connection, 0 if none */
 	pg_atomic_uint64 gens[PK_REDIS_GEN_SLOTS];	/* write generation per slot */
 	pg_atomic_uint64 maxxid[PK_REDIS_GEN_SLOTS];	/* newest writer per slot
 													 * (FullTransactionId) */
@@ -208,6 +212,7 @@ extern int	pk_redis_hot_calls;
 extern int	pk_redis_max_bytes;
 extern int	pk_redis_queue_size;
 extern int	pk_redis_timeout;
+extern int	pk_redis_ping_interval;
 extern int	pk_redis_min_push_interval;
 extern char *pk_redis_exclude_tables;
 extern char *pk_redis_exclude_queries;
@@ -258,6 +263,7 @@ extern PkRedisItemHeader *pk_redis_queue_peek(uint64 pos, uint64 head, uint64 *n
 extern void pk_redis_queue_release(uint64 upto);
 extern void pk_redis_mark_pushed(uint64 check, uint32 gensum, uint32 seconds);
 extern void pk_redis_set_error(const char *fmt,...) pg_attribute_printf(1, 2);
+extern void pk_redis_set_connected(bool connected);
 
 /* redis_json.c */
 extern PkRedisCapture *pk_redis_capture_create(QueryDesc *queryDesc);
@@ -274,10 +280,12 @@ extern bool pk_redis_key_hash_texts(const char *text, int len, char **params, in
 /* redis_conn.c: the pusher's connection (worker only) */
 extern struct redisContext *pk_redis_conn;
 extern TimestampTz pk_redis_next_connect;
+extern TimestampTz pk_redis_last_reply;
 extern bool pk_redis_parse_url(const char *url, PkRedisUrl *out, const char **error);
 extern void pk_redis_connect(const PkRedisUrl *url);
 extern void pk_redis_disconnect(bool failed);
 extern void pk_redis_reset_backoff(void);
+extern bool pk_redis_ping(void);
 extern const char *pk_redis_conn_error(struct redisContext *c);
 extern void pk_redis_worker_error(const char *what, const char *detail);
 extern bool pk_redis_flush(void);

@@ -31,6 +31,12 @@
  * when free or idle for two minutes) and one 64-bit word per minute; once a
  * statement is hot for the current minute, its slot is only read.
  *
+ * The pusher sets "connected" when Redis answers and clears it as soon as a
+ * command, a connection attempt or its idle PING fails; backends read it
+ * without a lock and, while it is off, neither capture nor encode results
+ * (hot counters keep counting, so pushes resume at the first hot execution
+ * after a reconnection).  Invalidations are queued whatever the state.
+ *
  * Counters that backends would otherwise bump on every execution of a hot
  * statement (skipped, dropped) are kept per backend and added to shared
  * memory at most once a second, at backend exit, and when
@@ -104,6 +110,8 @@ pk_redis_shmem_init(void)
 	pg_atomic_init_u64(&pk_redis->dropped_queue_full, 0);
 	pg_atomic_init_u64(&pk_redis->dropped_stale, 0);
 	pg_atomic_init_u64(&pk_redis->errors, 0);
+	pk_redis->last_error_at = 0;
+	pk_redis->last_connected_at = 0;
 
 	/* generations only grow, also across restarts: start at the clock */
 	start = (uint64) GetCurrentTimestamp();
@@ -593,12 +601,33 @@ pk_redis_set_error(const char *fmt,...)
 	char		buf[PK_REDIS_ERROR_LEN];
 	va_list		ap;
 
+	TimestampTz now = GetCurrentTimestamp();
+
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	SpinLockAcquire(&pk_redis->mutex);
 	strlcpy(pk_redis->last_error, buf, sizeof(pk_redis->last_error));
+	pk_redis->last_error_at = now;
 	SpinLockRelease(&pk_redis->mutex);
+}
+
+/*
+ * Worker: the connection is usable (noting when) or gone.  Backends read
+ * the flag without a lock and capture nothing while it is off.
+ */
+void
+pk_redis_set_connected(bool connected)
+{
+	if (connected)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		SpinLockAcquire(&pk_redis->mutex);
+		pk_redis->last_connected_at = now;
+		SpinLockRelease(&pk_redis->mutex);
+	}
+	pg_atomic_write_u32(&pk_redis->connected, connected ? 1 : 0);
 }
 
 /* Add the backend's counts to shared memory */

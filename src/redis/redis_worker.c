@@ -21,7 +21,13 @@
  *	  its replies arrived.  After a connection error, unfinished items are
  *	  sent again on the next connection (all commands are idempotent); an
  *	  item that failed three connections in a row is dropped.
- *	- WaitLatch(PG_WAIT_EXTENSION) until a backend queues something.
+ *	- when idle and perfkit.redis_ping_interval passed without a reply, or
+ *	  when the idle socket turns readable (Redis closed it), PING: a closed,
+ *	  refusing or stalled Redis clears "connected" within about that
+ *	  interval (plus the timeout for a stall), counted with last_error;
+ *	- WaitLatchOrSocket(PG_WAIT_EXTENSION) until a backend queues something,
+ *	  the socket turns readable, the next PING or the next connection
+ *	  attempt is due.
  *
  * A PUSH is dropped as stale when a generation it was read at has changed
  * (redis.c); otherwise a Lua script SETs the value with the TTL,
@@ -98,6 +104,7 @@ static bool pk_url_valid = false;
 static bool pk_need_flush = true;	/* delete every key before pushing */
 static uint64 pk_failing_pos = PG_UINT64_MAX;	/* queue position that broke connections */
 static int	pk_failing_count = 0;
+static bool pk_check_now = false;	/* the idle socket turned readable: PING now */
 
 /* Register the pusher (from _PG_init) */
 void
@@ -307,6 +314,7 @@ pk_process_batch(void)
 	char	   *ttl = psprintf("%d", pk_redis_ttl);
 	PkRedisItemHeader *hdr;
 	uint64		next;
+	bool		answered = false;
 
 	pk_redis_queue_bounds(&tail, &head);
 	pos = done = tail;
@@ -341,6 +349,8 @@ pk_process_batch(void)
 
 	for (int i = 0; i < n; i++)
 	{
+		if (nreplies[i] > 0)
+			answered = true;
 		for (int j = 0; j < nreplies[i]; j++)
 		{
 			void	   *reply = NULL;
@@ -369,6 +379,8 @@ pk_process_batch(void)
 			break;
 	}
 	pk_redis_queue_release(done);
+	if (answered)
+		pk_redis_last_reply = GetCurrentTimestamp();
 	return done < head;
 }
 
@@ -416,6 +428,66 @@ pk_worker_exit(int code, Datum arg)
 	SpinLockRelease(&pk_redis->mutex);
 }
 
+/* One pass with a URL: connect, flush, push; true when more items wait */
+static bool
+pk_pass(void)
+{
+	bool		more = false;
+
+	if (pk_redis_conn == NULL && GetCurrentTimestamp() >= pk_redis_next_connect)
+		pk_redis_connect(&pk_url);
+	if (pk_redis_conn != NULL && pg_atomic_exchange_u32(&pk_redis->flush_all, 0) != 0)
+		pk_need_flush = true;
+	if (pk_redis_conn != NULL && pk_need_flush && pk_redis_flush())
+		pk_need_flush = false;
+	if (pk_redis_conn != NULL && !pk_need_flush)
+		more = pk_process_batch();
+	/* idle: check that Redis is still there */
+	if (pk_redis_conn != NULL && !more && !ShutdownRequestPending &&
+		(pk_check_now ||
+		 GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(pk_redis_last_reply,
+															  pk_redis_ping_interval)))
+		(void) pk_redis_ping();
+	pk_check_now = false;
+	return more;
+}
+
+/* Milliseconds the idle pusher may sleep: until the next PING or connection attempt */
+static long
+pk_idle_timeout(void)
+{
+	TimestampTz due;
+
+	if (!pk_url_valid)
+		return PK_IDLE_TIMEOUT;
+	if (pk_redis_conn != NULL)
+		due = TimestampTzPlusMilliseconds(pk_redis_last_reply, pk_redis_ping_interval);
+	else
+		due = pk_redis_next_connect;
+	return Max(1, Min(PK_IDLE_TIMEOUT,
+					  TimestampDifferenceMilliseconds(GetCurrentTimestamp(), due)));
+}
+
+/* Sleep until the latch is set, the timeout passes, or the idle connection turns readable */
+static void
+pk_wait(long timeout)
+{
+	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	pgsocket	sock = PGINVALID_SOCKET;
+	int			rc;
+
+	/* readable while no reply is expected: Redis closed the connection (or worse) */
+	if (pk_redis_conn != NULL && pk_redis_conn->fd != PGINVALID_SOCKET)
+	{
+		sock = pk_redis_conn->fd;
+		events |= WL_SOCKET_READABLE;
+	}
+	rc = WaitLatchOrSocket(MyLatch, events, sock, timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_SOCKET_READABLE)
+		pk_check_now = true;
+	ResetLatch(MyLatch);
+}
+
 /* Main loop of the pusher */
 void
 pk_redis_worker_main(Datum main_arg)
@@ -437,7 +509,7 @@ pk_redis_worker_main(Datum main_arg)
 
 	while (!ShutdownRequestPending)
 	{
-		long		timeout = PK_IDLE_TIMEOUT;
+		bool		more = false;
 		MemoryContext old;
 
 		MemoryContextReset(loop_cxt);
@@ -452,30 +524,11 @@ pk_redis_worker_main(Datum main_arg)
 		if (!pk_url_valid)
 			pk_discard_queue();
 		else
-		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (pk_redis_conn == NULL && now >= pk_redis_next_connect)
-				pk_redis_connect(&pk_url);
-			if (pk_redis_conn != NULL && pg_atomic_exchange_u32(&pk_redis->flush_all, 0) != 0)
-				pk_need_flush = true;
-			if (pk_redis_conn != NULL && pk_need_flush && pk_redis_flush())
-				pk_need_flush = false;
-			if (pk_redis_conn != NULL && !pk_need_flush && pk_process_batch())
-				timeout = 0;
-			if (pk_redis_conn == NULL)
-				timeout = Max(1, Min(PK_IDLE_TIMEOUT,
-									 TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																	 pk_redis_next_connect)));
-		}
+			more = pk_pass();
 		MemoryContextSwitchTo(old);
 
-		if (timeout > 0 && !ShutdownRequestPending)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 timeout, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+		if (!more && !ShutdownRequestPending)
+			pk_wait(pk_idle_timeout());
 		CHECK_FOR_INTERRUPTS();
 	}
 	pk_redis_disconnect(false);

@@ -8,6 +8,9 @@
 #      then ALTER EXTENSION perfkit UPDATE: the version is the control file's default_version, the
 #      rows of index_build_requests survive unchanged and builds still work, and the extension's member
 #      objects with their definitions and privileges are exactly those of a fresh CREATE EXTENSION.
+#      The same from the released 0.2.0: perfkit.redis_status works with the 0.2.0 objects and the
+#      new library (its 11 columns), and after the update has the new columns last; a user's view
+#      over it survives the update; the members again equal a fresh install's.
 #  (c) DROP EXTENSION while builds are pending, the builder stuck on a lock another session holds on
 #      the table: the drop does not wait for the builder, no ERROR/FATAL appears in the server log, the
 #      builder exits (none left in pg_stat_activity), the pending build is never run, the server stays
@@ -214,6 +217,36 @@ is( $node->safe_psql('upgraded',
 		    FROM perfkit.index_builds WHERE index_name = 'items_b_idx'}),
 	'succeeded true', 'upgraded: the new index is built and valid');
 like($node->safe_psql('upgraded', 'SELECT perfkit.report()'), qr/items/, 'upgraded: report() works');
+
+# ---------------------------------------------------------------------------------------------
+# (b2) upgrade from 0.2.0
+# ---------------------------------------------------------------------------------------------
+$node->safe_psql('postgres', 'CREATE DATABASE upgraded02');
+$node->safe_psql('upgraded02', q{
+CREATE EXTENSION perfkit VERSION '0.2.0';
+CREATE VIEW my_redis_health AS SELECT connected, errors, last_error FROM perfkit.redis_status;
+});
+my $status_cols_sql = q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+	WHERE attrelid = 'perfkit.redis_status'::regclass AND attnum > 0};
+my $cols_020 = 'connected,pushed,invalidated,skipped_unsafe,dropped_queue_full,dropped_stale,errors,'
+  . 'last_error,queue_bytes,enabled,skipped_too_big';
+is($node->safe_psql('upgraded02', $status_cols_sql), $cols_020, '0.2.0: redis_status has its 11 columns');
+is($node->safe_psql('upgraded02', 'SELECT enabled, connected, errors FROM perfkit.redis_status'),
+	'f|f|0', '0.2.0 objects with the new library: redis_status works');
+$node->safe_psql('upgraded02', 'ALTER EXTENSION perfkit UPDATE');
+is($node->safe_psql('upgraded02', q{SELECT extversion FROM pg_extension WHERE extname = 'perfkit'}),
+	$default_version, "0.2.0 + ALTER EXTENSION perfkit UPDATE: now $default_version");
+is($node->safe_psql('upgraded02', $status_cols_sql), "$cols_020,last_connected_at,last_error_at",
+	'updated: redis_status keeps its columns in order and gains last_connected_at, last_error_at');
+is( $node->safe_psql('upgraded02',
+		'SELECT last_connected_at IS NULL, last_error_at IS NULL FROM perfkit.redis_status'),
+	't|t', 'updated: the new columns work (never connected: NULL)');
+is($node->safe_psql('upgraded02', 'SELECT connected, errors FROM my_redis_health'), 'f|0',
+	'updated: a view of the user over redis_status survived the update');
+$node->safe_psql('upgraded02', 'DROP VIEW my_redis_health');
+is($node->safe_psql('upgraded02', $members_sql), $members_fresh,
+	'0.2.0 + ALTER EXTENSION UPDATE: the same member objects, definitions and privileges as a fresh install');
+is($node->safe_psql('upgraded02', $strays_sql), '0', 'upgraded from 0.2.0: every relation in schema perfkit belongs to the extension');
 
 # ---------------------------------------------------------------------------------------------
 # (c) DROP EXTENSION while builds are pending
