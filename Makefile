@@ -6,7 +6,7 @@
 # a temp directory, and run everything there; see test/lib.sh.
 
 EXTENSION   = perfkit
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 MODULE_big  = perfkit
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 

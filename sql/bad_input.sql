@@ -216,6 +216,20 @@ SELECT format('%s inj %s', t.label, i.n), format(t.template, i.s)
   CROSS JOIN bi_inj i
  ORDER BY t.n, i.n;
 
+-- Added in 0.3.0 (after the others, so that their numbers stay).
+INSERT INTO bi_cases (label, sql) VALUES
+  -- top_statements(n)
+  ('top null', 'SELECT * FROM perfkit.top_statements(NULL)'),
+  ('top negative', 'SELECT * FROM perfkit.top_statements(-1)'),
+  ('top min int', 'SELECT * FROM perfkit.top_statements(-2147483648)'),
+  ('top too many', 'SELECT * FROM perfkit.top_statements(10001)'),
+  ('top max int', 'SELECT * FROM perfkit.top_statements(2147483647)'),
+  ('top bigint', 'SELECT * FROM perfkit.top_statements(2147483648)'),
+  ('top text', 'SELECT * FROM perfkit.top_statements(''ten'')'),
+  ('top raw null', 'SELECT * FROM perfkit._top_statements(NULL)'),
+  ('top raw negative', 'SELECT * FROM perfkit._top_statements(-5)'),
+  ('slow captured args', 'SELECT perfkit._slow_captured(1)');
+
 CREATE TEMP TABLE bi_results (n int, label text, result text);
 
 SELECT count(*) AS classes_before FROM pg_class \gset

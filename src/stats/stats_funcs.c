@@ -9,6 +9,12 @@
  * roles are returned as NULL unless the caller has the privileges of
  * pg_read_all_stats, as pg_stat_statements does.
  *
+ * perfkit._top_statements(n), made for frequent scrapes by monitoring,
+ * reads only the total time of each entry during its walk, keeps the n
+ * largest in a bounded heap (O(entries * log n), no sort of the table, no
+ * text, nothing written to a tuplestore under the lock), then copies the
+ * counters of those n alone.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,10 +36,27 @@ PG_FUNCTION_INFO_V1(perfkit_statements);
 PG_FUNCTION_INFO_V1(perfkit_info);
 PG_FUNCTION_INFO_V1(perfkit_reset);
 PG_FUNCTION_INFO_V1(perfkit_latency_bins);
+PG_FUNCTION_INFO_V1(perfkit_top_statements);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
 #define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
+#define PK_TOP_COLS			12
+#define PK_TOP_MAX			10000	/* largest n of perfkit._top_statements() */
+
+/* One candidate of perfkit._top_statements(): an entry and its total time when seen */
+typedef struct PkTopItem
+{
+	double		total_time;		/* ms, read during the walk */
+	PkStatsEntry *entry;		/* valid while the shared lock is held */
+} PkTopItem;
+
+/* A chosen entry's identity and figures, copied out of shared memory */
+typedef struct PkTopCopy
+{
+	PkStatsKey	key;
+	PkCounters	counters;
+} PkTopCopy;
 
 /* Rows of perfkit.statements (joined to role and database names in SQL) */
 Datum
@@ -177,6 +200,149 @@ perfkit_latency_bins(PG_FUNCTION_ARGS)
 													  i == PK_BINS - 1 ? -1 : bounds[i]));
 	PG_RETURN_ARRAYTYPE_P(construct_array(bins, PK_BINS, INT8OID, 8, FLOAT8PASSBYVAL,
 										  TYPALIGN_DOUBLE));
+}
+
+/* Restore the min-heap order of items[0..n) below position i (smallest total time at the root) */
+static void
+pk_top_sift_down(PkTopItem *items, int n, int i)
+{
+	for (;;)
+	{
+		int			smallest = i;
+		int			l = 2 * i + 1;
+		int			r = l + 1;
+		PkTopItem	tmp;
+
+		if (l < n && items[l].total_time < items[smallest].total_time)
+			smallest = l;
+		if (r < n && items[r].total_time < items[smallest].total_time)
+			smallest = r;
+		if (smallest == i)
+			return;
+		tmp = items[i];
+		items[i] = items[smallest];
+		items[smallest] = tmp;
+		i = smallest;
+	}
+}
+
+/* Order copied entries by total time, largest first, then by query id */
+static int
+pk_top_cmp(const void *a, const void *b)
+{
+	const PkTopCopy *ea = (const PkTopCopy *) a;
+	const PkTopCopy *eb = (const PkTopCopy *) b;
+
+	if (ea->counters.total_time != eb->counters.total_time)
+		return ea->counters.total_time > eb->counters.total_time ? -1 : 1;
+	if (ea->key.queryid != eb->key.queryid)
+		return ea->key.queryid < eb->key.queryid ? -1 : 1;
+	if (ea->key.userid != eb->key.userid)
+		return ea->key.userid < eb->key.userid ? -1 : 1;
+	if (ea->key.dbid != eb->key.dbid)
+		return ea->key.dbid < eb->key.dbid ? -1 : 1;
+	return (int) eb->key.toplevel - (int) ea->key.toplevel;
+}
+
+/*
+ * Rows of perfkit.top_statements(n): the n entries with the largest total
+ * execution time, without their texts, largest first.
+ */
+Datum
+perfkit_top_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		n;
+	PkTopItem  *heap;
+	PkTopCopy  *copies;
+	int			size = 0;
+	HASH_SEQ_STATUS hs;
+	PkStatsEntry *entry;
+
+	pk_stats_require_loaded();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("number of statements must not be null")));
+	n = PG_GETARG_INT32(0);
+	if (n < 0 || n > PK_TOP_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("number of statements must be between 0 and %d", PK_TOP_MAX)));
+	InitMaterializedSRF(fcinfo, 0);
+	n = Min(n, pk_max_statements);
+	if (n == 0)
+		return (Datum) 0;
+	heap = palloc(sizeof(PkTopItem) * n);
+	copies = palloc(sizeof(PkTopCopy) * n);
+
+	LWLockAcquire(pk_state->lock, LW_SHARED);
+	hash_seq_init(&hs, pk_hash);
+	while ((entry = hash_seq_search(&hs)) != NULL)
+	{
+		int64		calls;
+		double		total_time;
+
+		SpinLockAcquire(&entry->mutex);
+		calls = entry->counters.calls;
+		total_time = entry->counters.total_time;
+		SpinLockRelease(&entry->mutex);
+
+		/* entries created at parse time whose execution has not finished */
+		if (calls == 0)
+			continue;
+		if (size < n)
+		{
+			/* fill, then heapify once full */
+			heap[size].total_time = total_time;
+			heap[size++].entry = entry;
+			if (size == n)
+				for (int i = n / 2 - 1; i >= 0; i--)
+					pk_top_sift_down(heap, n, i);
+		}
+		else if (total_time > heap[0].total_time)
+		{
+			heap[0].total_time = total_time;
+			heap[0].entry = entry;
+			pk_top_sift_down(heap, n, 0);
+		}
+	}
+	/* entries cannot go away while the shared lock is held: copy the chosen ones */
+	for (int i = 0; i < size; i++)
+	{
+		copies[i].key = heap[i].entry->key;
+		SpinLockAcquire(&heap[i].entry->mutex);
+		copies[i].counters = heap[i].entry->counters;
+		SpinLockRelease(&heap[i].entry->mutex);
+	}
+	LWLockRelease(pk_state->lock);
+
+	qsort(copies, size, sizeof(PkTopCopy), pk_top_cmp);
+	for (int k = 0; k < size; k++)
+	{
+		PkCounters *c = &copies[k].counters;
+		Datum		values[PK_TOP_COLS];
+		bool		nulls[PK_TOP_COLS] = {0};
+		int			i = 0;
+
+		values[i++] = ObjectIdGetDatum(copies[k].key.userid);
+		values[i++] = ObjectIdGetDatum(copies[k].key.dbid);
+		values[i++] = Int64GetDatum((int64) copies[k].key.queryid);
+		values[i++] = BoolGetDatum(copies[k].key.toplevel);
+		values[i++] = Int64GetDatum(c->calls);
+		values[i++] = Float8GetDatum(c->total_time);
+		values[i++] = Float8GetDatum(c->mean_time);
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c->hist, 0.50, c->min_time, c->max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c->hist, 0.95, c->min_time, c->max_time));
+		values[i++] = Float8GetDatum(pk_hist_percentile(&c->hist, 0.99, c->min_time, c->max_time));
+		values[i++] = Int64GetDatum(c->rows);
+		values[i++] = Int64GetDatum(c->slow_calls);
+		Assert(i == PK_TOP_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	return (Datum) 0;
 }
 
 /* perfkit.reset(): forget all statement statistics */
