@@ -103,10 +103,12 @@ pk_quiet_services() {
 	done
 }
 
-# Build perfkit in the repo root.
+# Build perfkit in the repo root: warnings and errors only, compiler command lines with V=1.
 pk_build() {
 	pk_say "building perfkit"
-	make -C "$PK_ROOT" --no-print-directory -j2 PG_CONFIG="$PG_CONFIG"
+	local quiet=(-s)
+	if [[ ${V:-0} == 1 ]]; then quiet=(); fi
+	make -C "$PK_ROOT" --no-print-directory ${quiet[@]+"${quiet[@]}"} -j2 PG_CONFIG="$PG_CONFIG"
 }
 
 # Create $PK_WORK (readable by the cluster user) and arrange for pk_cleanup to run on exit.
