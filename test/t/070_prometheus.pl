@@ -7,7 +7,8 @@
 # HTTP query API must give the statement's calls and p95 as perfkit.statements has them, the N+1,
 # slow-query and index-build figures as the views have them, no scrape or query error, every rule
 # evaluated without error and the N+1 and failed-build alerts firing; `promtool check rules`
-# passes on the rules file.
+# passes on the rules file, and `promtool test rules` on its unit tests (perfkit-rules.test.yml:
+# the p95 regression against a day earlier, the N+1, failed-build and Redis alerts).
 use strict;
 use warnings;
 
@@ -101,6 +102,13 @@ my $http = HTTP::Tiny->new(timeout => 10);
 	my $ok = IPC::Run::run([ $bin{promtool}, 'check', 'rules', $rules ], '>', \$out, '2>', \$err);
 	ok($ok, 'promtool check rules passes on contrib/prometheus/perfkit-rules.yml') or diag("$out$err");
 	like($out . $err, qr/SUCCESS: \d+ rules found/, 'promtool found the rules');
+
+	# the alerts' unit tests (the p95 regression needs a day of history, Redis a disconnection)
+	($out, $err) = ('', '');
+	$ok = IPC::Run::run([ $bin{promtool}, 'test', 'rules', 'perfkit-rules.test.yml' ],
+		'>', \$out, '2>', \$err, init => sub { chdir($contrib) or die "chdir $contrib: $!" });
+	ok($ok && "$out$err" =~ /SUCCESS/, 'promtool test rules passes on contrib/prometheus/perfkit-rules.test.yml')
+	  or diag("$out$err");
 }
 
 # ---------------------------------------------------------------------------------------------
