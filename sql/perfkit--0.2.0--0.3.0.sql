@@ -60,6 +60,48 @@ SELECT s.userid, r.rolname, s.dbid, d.datname, s.queryid, s.toplevel, s.calls, s
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
 $top$;
 
+-- Raw rows of perfkit.top_statements_histogram().
+CREATE FUNCTION perfkit._top_statements_histogram(
+    n integer,
+    bounds double precision[],
+    OUT userid oid,
+    OUT dbid oid,
+    OUT queryid bigint,
+    OUT toplevel boolean,
+    OUT le_counts bigint[],
+    OUT count bigint,
+    OUT total_exec_time double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_top_statements_histogram'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- The same statements as perfkit.top_statements(n), each with its latency histogram: executions
+-- at or below each bound (ms, ascending; cumulative, as Prometheus histograms have them, exact to
+-- 6.25%), all executions in the histogram, and the total time.
+CREATE FUNCTION perfkit.top_statements_histogram(
+    n integer DEFAULT 20,
+    bounds double precision[] DEFAULT '{0.1,0.25,0.5,1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000}')
+RETURNS TABLE (
+    userid oid,
+    rolname name,
+    dbid oid,
+    datname name,
+    queryid bigint,
+    toplevel boolean,
+    bounds double precision[],
+    le_counts bigint[],
+    count bigint,
+    total_exec_time double precision)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $histogram$
+SELECT s.userid, r.rolname, s.dbid, d.datname, s.queryid, s.toplevel, bounds, s.le_counts, s.count,
+       s.total_exec_time
+  FROM perfkit._top_statements_histogram(n, bounds) AS s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.userid
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
+$histogram$;
+
 -- Slow executions captured since the last reset of the slow-query ring (it keeps the latest
 -- perfkit.slow_max of them).
 CREATE FUNCTION perfkit._slow_captured()

@@ -13,7 +13,8 @@
  * reads only the total time of each entry during its walk, keeps the n
  * largest in a bounded heap (O(entries * log n), no sort of the table, no
  * text, nothing written to a tuplestore under the lock), then copies the
- * counters of those n alone.
+ * counters of those n alone.  perfkit._top_statements_histogram(n, bounds)
+ * chooses the same way and gives their histograms as cumulative counts.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,12 +38,15 @@ PG_FUNCTION_INFO_V1(perfkit_info);
 PG_FUNCTION_INFO_V1(perfkit_reset);
 PG_FUNCTION_INFO_V1(perfkit_latency_bins);
 PG_FUNCTION_INFO_V1(perfkit_top_statements);
+PG_FUNCTION_INFO_V1(perfkit_top_statements_histogram);
 
 #define PK_STATEMENTS_COLS	21
 #define PK_INFO_COLS		5
 #define PK_BINS				8	/* latency decades: <10us, <100us, ... <10s, >=10s */
 #define PK_TOP_COLS			12
 #define PK_TOP_MAX			10000	/* largest n of perfkit._top_statements() */
+#define PK_TOP_HIST_COLS	7
+#define PK_TOP_MAX_BOUNDS	64		/* bounds of perfkit._top_statements_histogram() */
 
 /* One candidate of perfkit._top_statements(): an entry and its total time when seen */
 typedef struct PkTopItem
@@ -245,34 +249,22 @@ pk_top_cmp(const void *a, const void *b)
 }
 
 /*
- * Rows of perfkit.top_statements(n): the n entries with the largest total
- * execution time, without their texts, largest first.
+ * The entries with the n largest total execution times (n already checked),
+ * copied, largest first; returns how many (fewer when the table has fewer).
  */
-Datum
-perfkit_top_statements(PG_FUNCTION_ARGS)
+static int
+pk_top_select(int32 n, PkTopCopy **result)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int32		n;
 	PkTopItem  *heap;
 	PkTopCopy  *copies;
 	int			size = 0;
 	HASH_SEQ_STATUS hs;
 	PkStatsEntry *entry;
 
-	pk_stats_require_loaded();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("number of statements must not be null")));
-	n = PG_GETARG_INT32(0);
-	if (n < 0 || n > PK_TOP_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("number of statements must be between 0 and %d", PK_TOP_MAX)));
-	InitMaterializedSRF(fcinfo, 0);
+	*result = NULL;
 	n = Min(n, pk_max_statements);
 	if (n == 0)
-		return (Datum) 0;
+		return 0;
 	heap = palloc(sizeof(PkTopItem) * n);
 	copies = palloc(sizeof(PkTopCopy) * n);
 
@@ -317,7 +309,47 @@ perfkit_top_statements(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(pk_state->lock);
 
+	pfree(heap);
 	qsort(copies, size, sizeof(PkTopCopy), pk_top_cmp);
+	*result = copies;
+	return size;
+}
+
+/* The n argument of the top-statements functions, checked */
+static int32
+pk_top_arg(FunctionCallInfo fcinfo)
+{
+	int32		n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("number of statements must not be null")));
+	n = PG_GETARG_INT32(0);
+	if (n < 0 || n > PK_TOP_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("number of statements must be between 0 and %d", PK_TOP_MAX)));
+	return n;
+}
+
+/*
+ * Rows of perfkit.top_statements(n): the n entries with the largest total
+ * execution time, without their texts, largest first.
+ */
+Datum
+perfkit_top_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		n;
+	PkTopCopy  *copies;
+	int			size;
+
+	pk_stats_require_loaded();
+	n = pk_top_arg(fcinfo);
+	InitMaterializedSRF(fcinfo, 0);
+	size = pk_top_select(n, &copies);
+
 	for (int k = 0; k < size; k++)
 	{
 		PkCounters *c = &copies[k].counters;
@@ -340,6 +372,88 @@ perfkit_top_statements(PG_FUNCTION_ARGS)
 		Assert(i == PK_TOP_COLS);
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	return (Datum) 0;
+}
+
+/*
+ * Rows of perfkit.top_statements_histogram(n, bounds): the same entries as
+ * perfkit.top_statements(n), each with its executions at or below each
+ * bound (ms, ascending), cumulative as Prometheus histograms want them, and
+ * the executions of the whole histogram.  A bound inside one of the
+ * histogram's buckets is exact to that bucket's width (6.25%).
+ */
+Datum
+perfkit_top_statements_histogram(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		n;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nbounds;
+	double	   *bounds;
+	PkTopCopy  *copies;
+	int			size;
+
+	pk_stats_require_loaded();
+	n = pk_top_arg(fcinfo);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("histogram bounds must not be null")));
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("histogram bounds must be a one-dimensional array")));
+	deconstruct_array(arr, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &elem_nulls, &nbounds);
+	if (nbounds < 1 || nbounds > PK_TOP_MAX_BOUNDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("histogram bounds must have between 1 and %d elements", PK_TOP_MAX_BOUNDS)));
+	bounds = palloc(sizeof(double) * nbounds);
+	for (int i = 0; i < nbounds; i++)
+	{
+		bounds[i] = elem_nulls[i] ? NAN : DatumGetFloat8(elems[i]);
+		if (elem_nulls[i] || isnan(bounds[i]) || isinf(bounds[i]) || bounds[i] <= 0 ||
+			(i > 0 && bounds[i] <= bounds[i - 1]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("histogram bounds must be finite, positive and ascending"),
+					 errhint("Pass milliseconds such as '{1,10,100,1000}'.")));
+	}
+	InitMaterializedSRF(fcinfo, 0);
+	size = pk_top_select(n, &copies);
+
+	for (int k = 0; k < size; k++)
+	{
+		PkCounters *c = &copies[k].counters;
+		Datum		values[PK_TOP_HIST_COLS];
+		bool		nulls[PK_TOP_HIST_COLS] = {0};
+		Datum	   *counts = palloc(sizeof(Datum) * nbounds);
+		int64		below = 0;
+		int			i = 0;
+
+		for (int b = 0; b < nbounds; b++)
+		{
+			below += pk_hist_count_between(&c->hist, b == 0 ? 0 : bounds[b - 1], bounds[b]);
+			counts[b] = Int64GetDatum(below);
+		}
+		values[i++] = ObjectIdGetDatum(copies[k].key.userid);
+		values[i++] = ObjectIdGetDatum(copies[k].key.dbid);
+		values[i++] = Int64GetDatum((int64) copies[k].key.queryid);
+		values[i++] = BoolGetDatum(copies[k].key.toplevel);
+		values[i++] = PointerGetDatum(construct_array(counts, nbounds, INT8OID, 8, FLOAT8PASSBYVAL,
+													  TYPALIGN_DOUBLE));
+		values[i++] = Int64GetDatum(pk_hist_count_between(&c->hist, 0, -1));
+		values[i++] = Float8GetDatum(c->total_time);
+		Assert(i == PK_TOP_HIST_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(counts);
 	}
 
 	return (Datum) 0;

@@ -57,7 +57,8 @@ push @probes,
   q{SELECT * FROM perfkit.recommend_indexes('SELECT 1')},
   'SELECT * FROM perfkit.create_recommended_indexes(dry_run => true)',
   'SELECT perfkit.reset_index_advisor()',
-  'SELECT * FROM perfkit.top_statements()';
+  'SELECT * FROM perfkit.top_statements()',
+  'SELECT * FROM perfkit.top_statements_histogram()';
 for my $sql (@probes)
 {
 	my ($ret, $out, $err) = $plain->psql('postgres', $sql);
