@@ -8,7 +8,9 @@
 # slow-query and index-build figures as the views have them, no scrape or query error, every rule
 # evaluated without error and the N+1 and failed-build alerts firing; `promtool check rules`
 # passes on the rules file, and `promtool test rules` on its unit tests (perfkit-rules.test.yml:
-# the p95 regression against a day earlier, the N+1, failed-build and Redis alerts).
+# the p95 regression against a day earlier, the N+1, failed-build and Redis alerts).  Then the
+# exporter runs again with the optional histogram file appended, whose _count, +Inf bucket and
+# _sum must match the statement's calls and time.
 use strict;
 use warnings;
 
@@ -58,11 +60,12 @@ sub start_child
 	return $pid;
 }
 
-# Stop every child: SIGTERM, then SIGKILL after 10 s.
+# Stop the children named (all when none is): SIGTERM, then SIGKILL after 10 s.
 sub stop_children
 {
+	my @names = @_ ? @_ : keys %children;
 	return unless $$ == $parent;
-	for my $name (keys %children)
+	for my $name (grep { exists $children{$_} } @names)
 	{
 		my $pid = delete $children{$name};
 		next unless kill(0, $pid);
@@ -316,6 +319,36 @@ poll_until(
 is($firing{PerfkitNewNPlusOnePattern}, 'firing', 'alert PerfkitNewNPlusOnePattern fires');
 is($firing{PerfkitIndexBuildFailed}, 'firing', 'alert PerfkitIndexBuildFailed fires');
 ok(!exists $firing{PerfkitRedisDisconnected}, 'alert PerfkitRedisDisconnected does not (Redis push is off)');
+
+# ---------------------------------------------------------------------------------------------
+# The optional histogram (perfkit-queries-histogram.yaml appended to the queries file)
+# ---------------------------------------------------------------------------------------------
+stop_children('exporter');
+my $both = "$tmp/perfkit-queries-with-histogram.yaml";
+open(my $out, '>', $both) or die;
+print $out slurp_file($queries), slurp_file("$contrib/perfkit-queries-histogram.yaml");
+close($out);
+my $exporter2_log = "$tmp/exporter-histogram.log";
+start_child(
+	'exporter', $exporter2_log,
+	{ DATA_SOURCE_NAME => sprintf('host=%s port=%d user=perfkit_exporter dbname=postgres sslmode=disable',
+			$node->host, $node->port) },
+	$bin{exporter}, "--web.listen-address=127.0.0.1:$eport", "--extend.query-path=$both",
+	'--disable-default-metrics', '--disable-settings-metrics', '--log.level=info');
+my $hsel = '{job="perfkit",queryid="' . $queryid . '",toplevel="true"';
+is(prom_wait("perfkit_statement_duration_seconds_count$hsel}", $calls), $calls,
+	'with the histogram: perfkit_statement_duration_seconds_count equals the calls');
+is(prom_value("perfkit_statement_duration_seconds_bucket$hsel,le=\"+Inf\"}"), $calls, 'its +Inf bucket too');
+is(prom_value("perfkit_statement_duration_seconds_bucket$hsel,le=\"0.01\"}"), 0,
+	'no execution of pg_sleep(0.02) in the bucket up to 10 ms');
+is(prom_value("count(perfkit_statement_duration_seconds_bucket$hsel})"), 17, '16 buckets and +Inf');
+my $hsum = prom_value("perfkit_statement_duration_seconds_sum$hsel}");
+ok(defined $hsum && abs($hsum - $secs) < 1e-9, 'its _sum is perfkit_statement_exec_seconds_total');
+@bad_log = grep { /level=(error|warn)/ } split /\n/, slurp_file($exporter2_log);
+is(scalar(@bad_log), 0, 'the exporter logged no error or warning with the histogram') or diag(join("\n", @bad_log));
+is(prom_wait('pg_exporter_last_scrape_error{job="perfkit"}', 0), 0, 'and its scrapes have no error');
+ok( poll_until(sub { defined prom_value(qq{perfkit:statement_p95_seconds$hsel} . '}') }, 30),
+	'the p95 recording rule gives the statement a value with the histogram');
 
 # Figures for the record
 diag(sprintf('exporter scrape: %.1f ms (postgres_exporter: %.1f ms), %d perfkit series',
