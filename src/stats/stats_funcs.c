@@ -394,6 +394,7 @@ perfkit_top_statements_histogram(PG_FUNCTION_ARGS)
 	bool	   *elem_nulls;
 	int			nbounds;
 	double	   *bounds;
+	int64	   *cumulative;
 	PkTopCopy  *copies;
 	int			size;
 
@@ -426,6 +427,7 @@ perfkit_top_statements_histogram(PG_FUNCTION_ARGS)
 					 errhint("Pass milliseconds such as '{1,10,100,1000}'.")));
 	}
 	InitMaterializedSRF(fcinfo, 0);
+	cumulative = palloc(sizeof(int64) * nbounds);
 	size = pk_top_select(n, &copies);
 
 	for (int k = 0; k < size; k++)
@@ -434,21 +436,19 @@ perfkit_top_statements_histogram(PG_FUNCTION_ARGS)
 		Datum		values[PK_TOP_HIST_COLS];
 		bool		nulls[PK_TOP_HIST_COLS] = {0};
 		Datum	   *counts = palloc(sizeof(Datum) * nbounds);
-		int64		below = 0;
+		int64		total;
 		int			i = 0;
 
+		total = pk_hist_cumulative(&c->hist, bounds, nbounds, cumulative);
 		for (int b = 0; b < nbounds; b++)
-		{
-			below += pk_hist_count_between(&c->hist, b == 0 ? 0 : bounds[b - 1], bounds[b]);
-			counts[b] = Int64GetDatum(below);
-		}
+			counts[b] = Int64GetDatum(cumulative[b]);
 		values[i++] = ObjectIdGetDatum(copies[k].key.userid);
 		values[i++] = ObjectIdGetDatum(copies[k].key.dbid);
 		values[i++] = Int64GetDatum((int64) copies[k].key.queryid);
 		values[i++] = BoolGetDatum(copies[k].key.toplevel);
 		values[i++] = PointerGetDatum(construct_array(counts, nbounds, INT8OID, 8, FLOAT8PASSBYVAL,
 													  TYPALIGN_DOUBLE));
-		values[i++] = Int64GetDatum(pk_hist_count_between(&c->hist, 0, -1));
+		values[i++] = Int64GetDatum(total);
 		values[i++] = Float8GetDatum(c->total_time);
 		Assert(i == PK_TOP_HIST_COLS);
 
