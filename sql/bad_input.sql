@@ -216,6 +216,36 @@ SELECT format('%s inj %s', t.label, i.n), format(t.template, i.s)
   CROSS JOIN bi_inj i
  ORDER BY t.n, i.n;
 
+-- Added in 0.3.0 (after the others, so that their numbers stay).
+INSERT INTO bi_cases (label, sql) VALUES
+  -- top_statements(n)
+  ('top null', 'SELECT * FROM perfkit.top_statements(NULL)'),
+  ('top negative', 'SELECT * FROM perfkit.top_statements(-1)'),
+  ('top min int', 'SELECT * FROM perfkit.top_statements(-2147483648)'),
+  ('top too many', 'SELECT * FROM perfkit.top_statements(10001)'),
+  ('top max int', 'SELECT * FROM perfkit.top_statements(2147483647)'),
+  ('top bigint', 'SELECT * FROM perfkit.top_statements(2147483648)'),
+  ('top text', 'SELECT * FROM perfkit.top_statements(''ten'')'),
+  ('top raw null', 'SELECT * FROM perfkit._top_statements(NULL)'),
+  ('top raw negative', 'SELECT * FROM perfkit._top_statements(-5)'),
+  ('slow captured args', 'SELECT perfkit._slow_captured(1)'),
+  -- top_statements_histogram(n, bounds)
+  ('hist null n', 'SELECT * FROM perfkit.top_statements_histogram(NULL)'),
+  ('hist negative n', 'SELECT * FROM perfkit.top_statements_histogram(-1)'),
+  ('hist null bounds', 'SELECT * FROM perfkit.top_statements_histogram(5, NULL)'),
+  ('hist empty bounds', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{}'')'),
+  ('hist null bound', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{1,NULL}'')'),
+  ('hist descending', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{10,1}'')'),
+  ('hist repeated', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{1,1}'')'),
+  ('hist zero', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{0,1}'')'),
+  ('hist negative', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{-1}'')'),
+  ('hist nan', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{1,NaN}'')'),
+  ('hist infinity', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{1,Infinity}'')'),
+  ('hist two dimensions', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{{1},{2}}'')'),
+  ('hist 65 bounds', 'SELECT * FROM perfkit.top_statements_histogram(5, ARRAY(SELECT g::float8 FROM generate_series(1, 65) g))'),
+  ('hist text bounds', 'SELECT * FROM perfkit.top_statements_histogram(5, ''{a}'')'),
+  ('hist raw null', 'SELECT * FROM perfkit._top_statements_histogram(5, NULL)');
+
 CREATE TEMP TABLE bi_results (n int, label text, result text);
 
 SELECT count(*) AS classes_before FROM pg_class \gset

@@ -1,10 +1,13 @@
--- perfkit 0.2.0 -> 0.3.0: the Redis push's status says when the pusher last connected and when
--- its last error happened.
+-- perfkit 0.2.0 -> 0.3.0.
 -- Run by ALTER EXTENSION perfkit UPDATE, and by CREATE EXTENSION perfkit after perfkit--0.1.0.sql
--- and perfkit--0.1.0--0.2.0.sql.  Same rules as the base script: every reference
--- schema-qualified, SECURITY DEFINER functions pin search_path.
+-- and perfkit--0.1.0--0.2.0.sql.  Same rules as the base script: every reference schema-qualified,
+-- functions pin search_path.  Each change of this version is one commented block; blocks do not
+-- depend on each other.
 
 \echo Use "ALTER EXTENSION perfkit UPDATE" to load this file. \quit
+
+-- ==== Redis push: connection times (begin) ====
+-- The Redis push's status says when the pusher last connected and when its last error happened.
 
 -- Raw row of the push's counters and times; see the perfkit.redis_status view.  A new function
 -- (the C function behind perfkit._redis_status() keeps its 11 columns for databases not updated
@@ -48,3 +51,305 @@ SELECT connected,
   FROM perfkit._redis_status_0_3();
 
 DROP FUNCTION perfkit._redis_status();
+-- ==== Redis push: connection times (end) ====
+
+-- ==== monitoring: Prometheus (begin) ====
+-- Cheap sources for frequent scrapes (contrib/prometheus/perfkit-queries.yaml for
+-- postgres_exporter): the top statements without their texts, chosen in one pass over the table
+-- with a bounded heap, and one row of server-wide figures that reads no text and sorts nothing.
+-- Like the other views they are readable by every role; none of them shows a query text.
+
+-- Raw rows of perfkit.top_statements(): the n entries with the largest total execution time.
+CREATE FUNCTION perfkit._top_statements(
+    n integer,
+    OUT userid oid,
+    OUT dbid oid,
+    OUT queryid bigint,
+    OUT toplevel boolean,
+    OUT calls bigint,
+    OUT total_exec_time double precision,
+    OUT mean_exec_time double precision,
+    OUT p50_exec_time double precision,
+    OUT p95_exec_time double precision,
+    OUT p99_exec_time double precision,
+    OUT rows bigint,
+    OUT slow_calls bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_top_statements'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- The n statements with the largest total execution time, largest first, without their texts
+-- (join perfkit.statements on userid, dbid, queryid, toplevel for those).  Cheap enough for
+-- every scrape: no text is copied and the table is not sorted.
+CREATE FUNCTION perfkit.top_statements(n integer DEFAULT 20)
+RETURNS TABLE (
+    userid oid,
+    rolname name,
+    dbid oid,
+    datname name,
+    queryid bigint,
+    toplevel boolean,
+    calls bigint,
+    total_exec_time double precision,
+    mean_exec_time double precision,
+    p50_exec_time double precision,
+    p95_exec_time double precision,
+    p99_exec_time double precision,
+    rows bigint,
+    slow_calls bigint)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $top$
+SELECT s.userid, r.rolname, s.dbid, d.datname, s.queryid, s.toplevel, s.calls, s.total_exec_time,
+       s.mean_exec_time, s.p50_exec_time, s.p95_exec_time, s.p99_exec_time, s.rows, s.slow_calls
+  FROM perfkit._top_statements(n) AS s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.userid
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
+$top$;
+
+-- Raw rows of perfkit.top_statements_histogram().
+CREATE FUNCTION perfkit._top_statements_histogram(
+    n integer,
+    bounds double precision[],
+    OUT userid oid,
+    OUT dbid oid,
+    OUT queryid bigint,
+    OUT toplevel boolean,
+    OUT le_counts bigint[],
+    OUT count bigint,
+    OUT total_exec_time double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_top_statements_histogram'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- The same statements as perfkit.top_statements(n), each with its latency histogram: executions
+-- at or below each bound (ms, ascending; cumulative, as Prometheus histograms have them, exact to
+-- 6.25%), all executions in the histogram, and the total time.
+CREATE FUNCTION perfkit.top_statements_histogram(
+    n integer DEFAULT 20,
+    bounds double precision[] DEFAULT '{0.1,0.25,0.5,1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000}')
+RETURNS TABLE (
+    userid oid,
+    rolname name,
+    dbid oid,
+    datname name,
+    queryid bigint,
+    toplevel boolean,
+    bounds double precision[],
+    le_counts bigint[],
+    count bigint,
+    total_exec_time double precision)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $histogram$
+SELECT s.userid, r.rolname, s.dbid, d.datname, s.queryid, s.toplevel, bounds, s.le_counts, s.count,
+       s.total_exec_time
+  FROM perfkit._top_statements_histogram(n, bounds) AS s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.userid
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
+$histogram$;
+
+-- Slow executions captured since the last reset of the slow-query ring (it keeps the latest
+-- perfkit.slow_max of them).
+CREATE FUNCTION perfkit._slow_captured()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'perfkit_slow_captured'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+-- One row of server-wide figures for monitoring: the statistics table, slow-query capture, N+1
+-- patterns and the Redis push.  (Index builds and recommendations are per database: see
+-- perfkit.index_builds and perfkit.index_recommendations.)
+CREATE VIEW perfkit.metrics AS
+SELECT i.statements,
+       i.max_statements,
+       i.evictions,
+       i.dropped,
+       i.stats_reset,
+       perfkit._slow_captured() AS slow_captured,
+       n.nplusone_patterns,
+       n.nplusone_repeats,
+       n.nplusone_exec_time,
+       n.nplusone_last_detected,
+       n.repeat_patterns,
+       n.repeat_repeats,
+       r.enabled AS redis_enabled,
+       r.connected AS redis_connected,
+       r.pushed AS redis_pushed,
+       r.invalidated AS redis_invalidated,
+       r.errors AS redis_errors,
+       r.dropped_queue_full AS redis_dropped_queue_full,
+       r.dropped_stale AS redis_dropped_stale,
+       r.queue_bytes AS redis_queue_bytes
+  FROM perfkit._info() AS i,
+       (SELECT pg_catalog.count(*) FILTER (WHERE p.confirmed) AS nplusone_patterns,
+               COALESCE(pg_catalog.sum(p.total_repeats) FILTER (WHERE p.confirmed), 0)::bigint
+                 AS nplusone_repeats,
+               COALESCE(pg_catalog.sum(p.total_exec_time) FILTER (WHERE p.confirmed), 0)
+                 AS nplusone_exec_time,
+               pg_catalog.max(p.first_seen) FILTER (WHERE p.confirmed) AS nplusone_last_detected,
+               pg_catalog.count(*) FILTER (WHERE NOT p.confirmed) AS repeat_patterns,
+               COALESCE(pg_catalog.sum(p.total_repeats) FILTER (WHERE NOT p.confirmed), 0)::bigint
+                 AS repeat_repeats
+          FROM perfkit._n_plus_one() AS p) AS n,
+       perfkit._redis_status_0_3() AS r;
+GRANT SELECT ON perfkit.metrics TO PUBLIC;
+-- ==== monitoring: Prometheus (end) ====
+
+-- ==== report: slow queries grouped by statement (begin) ====
+-- perfkit.report()'s slow-query section lists each statement once (per database and role): how
+-- many captures the ring holds, the worst and the latest duration, the latest text, and the
+-- parameters and first plan lines of the worst execution, newest statement first; `slow` counts
+-- statements, no longer captures.  Everything else is unchanged.
+CREATE OR REPLACE FUNCTION perfkit.report(top integer DEFAULT 10, slow integer DEFAULT 5)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $report$
+DECLARE
+    out text;
+    s record;
+    q record;
+    info record;
+    n integer := 0;
+    shades constant text := ' .:-=+*#@';
+    bins bigint[];
+    peak bigint;
+    sketch text;
+    threshold text;
+BEGIN
+    IF top IS NULL OR top < 0 OR slow IS NULL OR slow < 0 THEN
+        RAISE EXCEPTION 'report sizes must be non-negative integers'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call perfkit.report() or perfkit.report(top => 10, slow => 5).';
+    END IF;
+    -- the loops below are perfkit's own, not the user's N+1 loops (and this checks the preload)
+    PERFORM perfkit._nplusone_quiet();
+    threshold := current_setting('perfkit.slow_threshold');
+    SELECT * INTO info FROM perfkit.info;
+
+    out := format(E'perfkit report  %s\nstatistics since %s; %s statements tracked (max %s), %s evicted\n',
+                  to_char(now(), 'YYYY-MM-DD HH24:MI:SS TZ'),
+                  to_char(info.stats_reset, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                  info.statements, info.max_statements, info.evictions);
+
+    out := out || format(E'\n== Top %s statements by total time ==\n', top);
+    out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  %-10s  %s\n',
+                         '#', 'total ms', 'calls', 'mean ms', 'p50 ms', 'p95 ms', 'p99 ms',
+                         'latency', 'query');
+    out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  %-10s  %s\n',
+                         '', '', '', '', '', '', '', '10us..10s', '');
+    FOR s IN
+        SELECT * FROM perfkit.statements ORDER BY total_exec_time DESC, queryid LIMIT top
+    LOOP
+        n := n + 1;
+        bins := perfkit._latency_bins(s.userid, s.dbid, s.queryid, s.toplevel);
+        sketch := '';
+        IF bins IS NOT NULL THEN
+            SELECT max(b) INTO peak FROM unnest(bins) b;
+            FOR i IN 1 .. array_length(bins, 1) LOOP
+                sketch := sketch || substr(shades,
+                    CASE WHEN bins[i] = 0 THEN 1
+                         ELSE 2 + ((bins[i] * 7) / greatest(peak, 1))::int END, 1);
+            END LOOP;
+        END IF;
+        out := out || format(E'%3s %11s %9s %9s %9s %9s %9s  [%-8s]  %s\n',
+                             n, round(s.total_exec_time::numeric, 1), s.calls,
+                             round(s.mean_exec_time::numeric, 3), round(s.p50_exec_time::numeric, 3),
+                             round(s.p95_exec_time::numeric, 3), round(s.p99_exec_time::numeric, 3),
+                             sketch,
+                             coalesce(left(regexp_replace(s.query, '\s+', ' ', 'g'), 60), '<hidden>'));
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (no statements recorded yet)\n';
+    END IF;
+
+    -- one entry per statement (query id, database, role): how often it was captured, the worst and
+    -- the latest duration, the latest text, and the parameters and plan of the worst execution
+    out := out || format(E'\n== Recent slow queries by statement (threshold %s) ==\n', threshold);
+    n := 0;
+    FOR q IN
+        SELECT sq.queryid, sq.datname, sq.rolname,
+               count(*) AS captures,
+               max(sq.duration) AS worst,
+               max(sq.ts) AS latest_ts,
+               (array_agg(sq.duration ORDER BY sq.ts DESC))[1] AS latest,
+               (array_agg(sq.query ORDER BY sq.ts DESC))[1] AS query,
+               (array_agg(sq.level ORDER BY sq.ts DESC))[1] AS level,
+               (array_agg(sq.ts ORDER BY sq.duration DESC, sq.ts DESC))[1] AS worst_ts,
+               (array_agg(sq.params ORDER BY sq.duration DESC, sq.ts DESC))[1] AS params,
+               (array_agg(sq.plan ORDER BY sq.duration DESC, sq.ts DESC))[1] AS plan
+          FROM perfkit.slow_queries AS sq
+         GROUP BY sq.queryid, sq.datname, sq.rolname
+         ORDER BY max(sq.ts) DESC, sq.queryid
+         LIMIT slow
+    LOOP
+        n := n + 1;
+        out := out || format(E'%s x  worst %s ms (%s)  latest %s ms (%s)  %s@%s%s\n    %s\n',
+                             q.captures,
+                             round(q.worst::numeric, 1), to_char(q.worst_ts, 'YYYY-MM-DD HH24:MI:SS'),
+                             round(q.latest::numeric, 1), to_char(q.latest_ts, 'YYYY-MM-DD HH24:MI:SS'),
+                             coalesce(q.rolname, '?'), coalesce(q.datname, '?'),
+                             CASE WHEN q.level > 0 THEN format(' (nested, level %s)', q.level) ELSE '' END,
+                             coalesce(left(regexp_replace(q.query, '\s+', ' ', 'g'), 100), '<hidden>'));
+        IF q.params IS NOT NULL THEN
+            out := out || format(E'    params of the worst: %s\n', left(q.params, 100));
+        END IF;
+        IF q.plan IS NOT NULL THEN
+            out := out || (SELECT string_agg('    | ' || l, E'\n' ORDER BY o) || E'\n'
+                             FROM (SELECT l, o FROM regexp_split_to_table(q.plan, E'\n')
+                                   WITH ORDINALITY AS t(l, o) ORDER BY o LIMIT 3) p);
+        END IF;
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (none captured)\n';
+    END IF;
+
+    out := out || E'\n== N+1 patterns ==\n';
+    n := 0;
+    FOR q IN SELECT * FROM perfkit.n_plus_one ORDER BY total_exec_time DESC, queryid LIMIT top LOOP
+        n := n + 1;
+        out := out || format(E'%s  %s x %s (%s loops, longest %s, %s ms)%s\n    after: %s\n    loop:  %s\n    fix:   %s\n',
+                             CASE WHEN q.confirmed THEN 'N+1' ELSE 'repeat' END,
+                             q.last_repeats,
+                             coalesce(q.rolname, '?') || '@' || coalesce(q.datname, '?'),
+                             q.detections, q.max_repeats, round(q.total_exec_time::numeric, 1),
+                             CASE WHEN q.application_name <> '' THEN ' app ' || q.application_name ELSE '' END,
+                             coalesce(left(regexp_replace(q.parent_query, '\s+', ' ', 'g'), 100), '-'),
+                             coalesce(left(regexp_replace(q.query, '\s+', ' ', 'g'), 100), '<hidden>'),
+                             q.suggestion);
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (none detected)\n';
+    END IF;
+    out := out || format(E'\n== Index recommendations (planner-estimated cost cut >= %s%%) ==\n',
+                         current_setting('perfkit.advisor_min_improvement'));
+    n := 0;
+    FOR q IN SELECT * FROM perfkit.index_recommendations LIMIT top LOOP
+        n := n + 1;
+        out := out || format(E'%s\n    -%s%% cost for %s statement(s), %s calls; about %s; writes %s%% of rows\n',
+                             q.definition, round(q.improvement_pct::numeric),
+                             cardinality(q.queryids), q.calls, pg_size_pretty(q.est_size_bytes),
+                             round((q.write_ratio * 100)::numeric));
+    END LOOP;
+    IF n = 0 THEN
+        out := out || E'    (none: no sampled statement would get that much cheaper with a new index)\n';
+    END IF;
+    out := out || E'\n== Redis result cache ==\n';
+    SELECT * INTO q FROM perfkit.redis_status;
+    IF NOT q.enabled THEN
+        out := out || E'    off (set perfkit.redis_url to push hot query results)\n';
+    ELSE
+        out := out || format(E'    %s; %s pushed, %s invalidated, %s bytes queued\n'
+                             '    not pushed: %s unsafe, %s too big, %s queue full, %s stale; %s errors\n',
+                             CASE WHEN q.connected THEN 'connected' ELSE 'NOT connected' END,
+                             q.pushed, q.invalidated, q.queue_bytes,
+                             q.skipped_unsafe, q.skipped_too_big, q.dropped_queue_full,
+                             q.dropped_stale, q.errors);
+        IF q.last_error IS NOT NULL THEN
+            out := out || format(E'    last error: %s\n', q.last_error);
+        END IF;
+    END IF;
+    RETURN out;
+END
+$report$;
+-- ==== report: slow queries grouped by statement (end) ====

@@ -8,6 +8,7 @@ CREATE EXTENSION pg_stat_statements;
 \d perfkit.slow_queries
 \d perfkit.n_plus_one
 \d perfkit.index_recommendations
+\d perfkit.metrics
 
 -- Settings, their defaults and contexts.
 SELECT name, boot_val, context, vartype

@@ -96,6 +96,21 @@ DROP ROLE slow_alice;
 DROP ROLE slow_bob;
 
 -- The report shows both sections, and rejects bad sizes.
-SELECT perfkit.report() LIKE '%== Top 10 statements by total time ==%== Recent slow queries (threshold 100ms) ==%' AS report_ok;
+SELECT perfkit.report() LIKE '%== Top 10 statements by total time ==%== Recent slow queries by statement (threshold 100ms) ==%' AS report_ok;
+-- Its slow-query section lists each statement once: captures, worst and latest duration, the
+-- latest text, the parameters and plan of the worst ($1 = '0.3'), the newest statement first
+-- (times and durations masked).
+SELECT perfkit.reset_slow_queries();
+PREPARE slow_r(float8, int) AS SELECT pg_sleep($1), $2 AS n;
+EXECUTE slow_r(0.11, 1);
+EXECUTE slow_r(0.3, 2);
+EXECUTE slow_r(0.12, 3);
+SELECT 'other' AS x, pg_sleep(0.11);
+DEALLOCATE slow_r;
+SELECT regexp_replace(regexp_replace(regexp_replace(
+         substring(perfkit.report(slow => 2) FROM '== Recent slow queries[^\n]*\n(.*?)\n\n== N\+1'),
+         '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d', 'TIME', 'g'),
+         '\d+\.\d ms', 'N ms', 'g'),
+         '  \(cost=[^)]*\)|  \S+@\S+$', '', 'gn') AS slow_section;
 SELECT perfkit.report(top => -1);
 SELECT perfkit.report(NULL, 1);

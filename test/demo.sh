@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # test/demo.sh — `make demo`: build perfkit, start a throwaway PostgreSQL 15 server with perfkit
 # preloaded (unix socket only, in a temp directory), run a small shop-like workload with pgbench and
-# print what perfkit recorded.  The server and the temp directory are removed on exit, also on failure.
-# Environment: PG_CONFIG, PK_DEMO_PORT (default 5499), PK_DEMO_SECONDS (default 8), PK_KEEP=1.
+# an N+1 page loop, print what perfkit recorded, build the index it recommends, and render the page
+# again to show the measured effect of the index and of the N+1 fix.  The server and the temp
+# directory are removed on exit, also on failure.
+# Environment: PG_CONFIG, PK_DEMO_PORT (default 5499), PK_DEMO_SECONDS (default 8), PK_KEEP=1,
+# V=1 (show the compiler command lines).
 
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -137,25 +140,54 @@ pk_as_cluster_user pgbench -n -T "$SECONDS_TO_RUN" -c 2 -j 2 -h "$SOCK" -p "$POR
 grep -E '^(number of transactions actually processed|number of failed transactions|latency average|tps)' \
 	"$PK_WORK/pgbench.log" | sed 's/^/    /'
 
-# A "recent orders" page written the way ORMs often do it: a page of orders,
-# then one query per order for its items (an N+1 loop), with psycopg2 interpolating the values.
-pk_say "rendering recent-orders pages with an N+1 loop (python3-psycopg2)"
-pk_as_cluster_user /usr/bin/python3 - "$SOCK" "$PORT" <<'PY'
+# A "recent orders" page written the way ORMs often do it: a page of orders, then one query per
+# order for its items (an N+1 loop), with psycopg2 interpolating the values; and the same page with
+# the fix perfkit suggests (one query with = ANY over the page's order ids).  Prints the mean time
+# of a page in ms and the queries it took.
+pk_as_cluster_user tee "$SCRIPTS/recent_orders_page.py" >/dev/null <<'PY'
 import sys
+import time
+
 import psycopg2
 
-conn = psycopg2.connect(host=sys.argv[1], port=sys.argv[2], dbname="postgres",
-                        application_name="recent-orders-page")
+host, port, mode, pages = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+conn = psycopg2.connect(host=host, port=port, dbname="postgres", application_name="recent-orders-page")
 cur = conn.cursor()
-for page in range(3):
+total_ms = 0.0
+for page in range(pages):
+    start = time.perf_counter()
+    queries = 1
     cur.execute("SELECT id, status, total FROM shop.orders ORDER BY created_at DESC LIMIT 10 OFFSET %s",
                 (page * 10,))
-    for (order_id, _status, _total) in cur.fetchall():
-        cur.execute("SELECT sku, qty FROM shop.order_items WHERE order_id = %s", (order_id,))
+    orders = cur.fetchall()
+    if mode == "loop":
+        for (order_id, _status, _total) in orders:
+            cur.execute("SELECT sku, qty FROM shop.order_items WHERE order_id = %s", (order_id,))
+            cur.fetchall()
+            queries += 1
+    else:
+        cur.execute("SELECT order_id, sku, qty FROM shop.order_items WHERE order_id = ANY(%s)",
+                    ([o[0] for o in orders],))
         cur.fetchall()
+        queries += 1
     conn.commit()
-print("    rendered 3 pages")
+    total_ms += (time.perf_counter() - start) * 1000
+print(f"{total_ms / pages:.1f} {queries}")
 PY
+
+# Mean time of a recent-orders page over 3 pages, into variables: demo_page loop|any MS_VAR QUERIES_VAR.
+demo_page() {
+	local out
+	out=$(pk_as_cluster_user /usr/bin/python3 "$SCRIPTS/recent_orders_page.py" "$SOCK" "$PORT" "$1" 3) ||
+		demo_fail "the recent-orders page ($1) failed" "$LOG"
+	read -r "$2" "$3" <<<"$out"
+}
+
+pk_say "rendering recent-orders pages with an N+1 loop (python3-psycopg2), and with the fix"
+demo_page loop LOOP_BEFORE LOOP_QUERIES
+demo_page any ANY_BEFORE ANY_QUERIES
+printf '    N+1 loop: %s ms a page (%s queries); one = ANY query: %s ms a page (%s queries)\n' \
+	"$LOOP_BEFORE" "$LOOP_QUERIES" "$ANY_BEFORE" "$ANY_QUERIES"
 
 echo
 pk_say "top statements recorded by perfkit (perfkit.statements)"
@@ -187,6 +219,20 @@ SELECT * FROM perfkit.create_recommended_indexes();
 CALL perfkit.wait_for_index_builds('5 minutes');
 SELECT id, status, definition FROM perfkit.index_builds ORDER BY id;
 SQL
+
+pk_say "the recent-orders page again, after the index build: the measured effect"
+BUILT=$(demo_psql -At -c "SELECT count(*) FROM perfkit.index_builds WHERE status = 'succeeded'")
+demo_page loop LOOP_AFTER _
+demo_page any ANY_AFTER _
+awk -v lb="$LOOP_BEFORE" -v ab="$ANY_BEFORE" -v la="$LOOP_AFTER" -v aa="$ANY_AFTER" \
+	-v lq="$LOOP_QUERIES" -v aq="$ANY_QUERIES" -v built="$BUILT" 'BEGIN {
+	printf "    mean time of one page (3 pages, 10 orders each)\n"
+	printf "    %-30s %14s %14s %8s\n", "", "before index", "after index", "speedup"
+	printf "    %-30s %11.1f ms %11.1f ms %7.1fx\n", "N+1 loop (" lq " queries)", lb, la, lb / la
+	printf "    %-30s %11.1f ms %11.1f ms %7.1fx\n", "N+1 fixed, = ANY (" aq " queries)", ab, aa, ab / aa
+	printf "    fixing the N+1 alone: %.1fx; the index alone: %.1fx; both: %.1fx\n", lb / ab, lb / la, lb / aa
+	if (built == 0) printf "    (no index was built: the advisor recommended none)\n"
+}'
 
 pk_say "stopping the server"
 pk_as_cluster_user pg_ctl -D "$DATA" -w -s -m fast stop

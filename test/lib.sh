@@ -26,7 +26,11 @@ PK_PG_LIB=/usr/lib/postgresql/15        # the installation pk_temp_install copie
 PK_PG_SHARE=/usr/share/postgresql/15
 PK_CLUSTER_USER=postgres                # servers run as this user when we are root
 PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server redis-tools libipc-run-perl
-	python3-psycopg2 python3-django python3-sqlalchemy make gcc libc6-dev)
+	python3-psycopg2 python3-django python3-sqlalchemy make gcc libc6-dev
+	prometheus prometheus-postgres-exporter)
+# Services that Debian enables, and may start, when it installs these packages (on ports 9090 and
+# 9187); the tests run their own on free loopback ports, so pk_deps keeps these from running.
+PK_PACKAGED_SERVICES=(prometheus prometheus-postgres-exporter)
 export PG_CONFIG
 
 # Print a progress line.
@@ -59,14 +63,52 @@ pk_deps() {
 		return 1
 	fi
 	pk_say "installing: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+	# policy-rc.d answering 101 is Debian's way to keep maintainer scripts from starting services
+	# (container images often have one already; then it stays as it is)
+	local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# perfkit: no service starts while make test/demo installs packages\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=1
+	fi
+	{
+		DEBIAN_FRONTEND=noninteractive apt-get update </dev/null &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+	} || rc=$?
+	if [[ $own_policy -eq 1 ]]; then rm -f "$policy"; fi
+	pk_quiet_services "${missing[@]}"
+	return "$rc"
 }
 
-# Build perfkit in the repo root.
+# Stop and disable the packaged services of PK_PACKAGED_SERVICES among the packages just installed:
+# pk_quiet_services PACKAGES...
+pk_quiet_services() {
+	local s p
+	for s in "${PK_PACKAGED_SERVICES[@]}"; do
+		for p in "$@"; do
+			[[ $p == "$s" ]] || continue
+			if command -v systemctl >/dev/null 2>&1; then
+				if [[ -d /run/systemd/system ]]; then
+					systemctl disable --now "$s" >/dev/null 2>&1 || true
+				else
+					systemctl disable "$s" >/dev/null 2>&1 || true   # no systemd running: links only
+				fi
+			fi
+			if [[ -x /etc/init.d/$s ]]; then
+				/etc/init.d/"$s" stop >/dev/null 2>&1 || true
+				update-rc.d "$s" disable >/dev/null 2>&1 || true
+			fi
+			pk_say "packaged service $s stopped and disabled (the tests start their own)"
+		done
+	done
+}
+
+# Build perfkit in the repo root: warnings and errors only, compiler command lines with V=1.
 pk_build() {
 	pk_say "building perfkit"
-	make -C "$PK_ROOT" --no-print-directory -j2 PG_CONFIG="$PG_CONFIG"
+	local quiet=(-s)
+	if [[ ${V:-0} == 1 ]]; then quiet=(); fi
+	make -C "$PK_ROOT" --no-print-directory ${quiet[@]+"${quiet[@]}"} -j2 PG_CONFIG="$PG_CONFIG"
 }
 
 # Create $PK_WORK (readable by the cluster user) and arrange for pk_cleanup to run on exit.
@@ -161,13 +203,13 @@ pk_init_cluster() {
 	} | pk_as_cluster_user tee -a "$data/postgresql.conf" >/dev/null
 }
 
-# Copy the test material (sql/ expected/ test/) to $PK_WORK/src, owned by the cluster user; sets PK_SRC.
+# Copy the test material (sql/ expected/ test/ contrib/) to $PK_WORK/src, owned by the cluster user; sets PK_SRC.
 pk_stage_tests() {
 	PK_SRC=$PK_WORK/src
 	export PK_SRC
 	mkdir -p "$PK_SRC"
 	local d
-	for d in sql expected test; do
+	for d in sql expected test contrib; do
 		if [[ -d $PK_ROOT/$d ]]; then cp -a "$PK_ROOT/$d" "$PK_SRC/"; fi
 	done
 	if pk_is_root; then chown -R "$PK_CLUSTER_USER:" "$PK_SRC"; fi

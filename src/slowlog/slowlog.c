@@ -326,6 +326,7 @@ pk_slowlog_reset(void)
 
 PG_FUNCTION_INFO_V1(perfkit_slow_queries);
 PG_FUNCTION_INFO_V1(perfkit_reset_slow_queries);
+PG_FUNCTION_INFO_V1(perfkit_slow_captured);
 
 #define PK_SLOW_COLS		13
 
@@ -385,6 +386,19 @@ perfkit_slow_queries(PG_FUNCTION_ARGS)
 	LWLockRelease(pk_slow_ring->lock);
 
 	return (Datum) 0;
+}
+
+/* Executions captured since the last reset (the ring keeps the latest perfkit.slow_max) */
+Datum
+perfkit_slow_captured(PG_FUNCTION_ARGS)
+{
+	uint64		captured;
+
+	pk_require_preloaded(pk_slow_ring != NULL);
+	LWLockAcquire(pk_slow_ring->lock, LW_SHARED);
+	captured = pk_slow_ring->captured;
+	LWLockRelease(pk_slow_ring->lock);
+	PG_RETURN_INT64((int64) captured);
 }
 
 /* perfkit.reset_slow_queries(): forget every captured slow execution */

@@ -135,3 +135,31 @@ pk_hist_count_between(const PkHistogram *hist, double from_ms, double to_ms)
 	}
 	return total;
 }
+
+/*
+ * Executions counted at or below each bound (ms, ascending), cumulative,
+ * in one pass over the buckets: counts[i] is what
+ * pk_hist_count_between(hist, 0, bounds[i]) gives.  Returns all executions.
+ */
+int64
+pk_hist_cumulative(const PkHistogram *hist, const double *bounds_ms, int nbounds,
+				   int64 *counts)
+{
+	int64		total = 0;
+	int			b = 0;
+
+	for (int i = 0; i < PK_HIST_BUCKETS; i++)
+	{
+		double		lower;
+		double		width;
+
+		pk_hist_bucket_range(i, &lower, &width);
+		/* a bucket counts below every bound above its start */
+		while (b < nbounds && lower >= bounds_ms[b] * 1000.0)
+			counts[b++] = total;
+		total += hist->counts[i];
+	}
+	while (b < nbounds)
+		counts[b++] = total;
+	return total;
+}

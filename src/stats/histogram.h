@@ -30,6 +30,8 @@ typedef struct PkHistogram
 
 extern void pk_hist_add(PkHistogram *hist, double ms);
 extern int64 pk_hist_count_between(const PkHistogram *hist, double from_ms, double to_ms);
+extern int64 pk_hist_cumulative(const PkHistogram *hist, const double *bounds_ms, int nbounds,
+								int64 *counts);
 extern double pk_hist_percentile(const PkHistogram *hist, double fraction,
 								 double min_ms, double max_ms);
 

@@ -58,7 +58,9 @@ push @probes,
   q{SELECT perfkit.redis_key('SELECT 1')},
   q{SELECT * FROM perfkit.recommend_indexes('SELECT 1')},
   'SELECT * FROM perfkit.create_recommended_indexes(dry_run => true)',
-  'SELECT perfkit.reset_index_advisor()';
+  'SELECT perfkit.reset_index_advisor()',
+  'SELECT * FROM perfkit.top_statements()',
+  'SELECT * FROM perfkit.top_statements_histogram()';
 for my $sql (@probes)
 {
 	my ($ret, $out, $err) = $plain->psql('postgres', $sql);
@@ -199,6 +201,20 @@ my $n_members = () = $members_fresh =~ /^(?:function|procedure|view|table|sequen
 cmp_ok($n_members, '>=', 20, "the fresh install has its member objects ($n_members)");
 is($members_upgraded, $members_fresh,
 	'0.1.0 + ALTER EXTENSION UPDATE: the same member objects, definitions and privileges as a fresh install');
+# The same from the previous release, 0.2.0, whose upgrade script is the last one.
+$node->safe_psql('postgres', 'CREATE DATABASE from020');
+$node->safe_psql('from020', q{CREATE EXTENSION perfkit VERSION '0.2.0'});
+is($node->safe_psql('from020', q{SELECT extversion FROM pg_extension WHERE extname = 'perfkit'}),
+	'0.2.0', 'installed as 0.2.0');
+$node->safe_psql('from020', 'ALTER EXTENSION perfkit UPDATE');
+is($node->safe_psql('from020', q{SELECT extversion FROM pg_extension WHERE extname = 'perfkit'}),
+	$default_version, "0.2.0 + ALTER EXTENSION perfkit UPDATE: now $default_version");
+is($node->safe_psql('from020', $members_sql), $members_fresh,
+	'0.2.0 + ALTER EXTENSION UPDATE: the same member objects, definitions and privileges as a fresh install');
+is( $node->safe_psql('from020',
+		q{SELECT count(*) > 0 FROM perfkit.top_statements(5); SELECT statements > 0 FROM perfkit.metrics}),
+	"t\nt", '0.2.0 + ALTER EXTENSION UPDATE: perfkit.top_statements() and perfkit.metrics work');
+
 # Objects of the schema that are not members (they would be left behind by DROP EXTENSION)
 my $strays_sql = q{
 SELECT count(*) FROM pg_class c
