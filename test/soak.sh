@@ -275,7 +275,8 @@ SQL
 # SAMPLE_EVERY seconds, as lines "elapsed pid kind rss_anon vm_rss", until the stop file exists.
 soak_sampler() {
 	local start=$SECONDS pids=() pid i anon rss kind pm
-	for ((i = 0; i < 100; i++)); do
+	# wait at most 5 s for every client (on a loaded machine each look-up is slow)
+	while ((SECONDS - start < 5)); do
 		mapfile -t pids < <(soak_value "SELECT pid || ' backend' FROM pg_stat_activity
 		                                 WHERE application_name = 'pgbench' ORDER BY pid" 2>/dev/null || true)
 		[[ ${#pids[@]} -lt $CLIENTS ]] || break
