@@ -7,13 +7,17 @@
 # The scripts work both as root (CI: packages are installed, servers run as user "postgres", since
 # initdb/postgres refuse to run as root) and as an ordinary user (packages must already be there).
 # Everything a server or test touches lives in a private temp directory $PK_WORK, which holds:
-#   inst/   a private copy of the PostgreSQL 15 installation with perfkit installed into it
+#   inst/   a private copy of the PostgreSQL installation under test, with perfkit installed into it
 #   src/    a copy of the repo's sql/ expected/ test/ (the checkout may be unreadable for postgres)
 #   tmp/    TMPDIR of everything run as the cluster user
 #   ...     data directories, sockets, logs and outputs of the suites
 # $PK_WORK is removed on exit (also on failure) after stopping any server under it; PK_KEEP=1 keeps it.
-# As root, perfkit is also installed into the system PostgreSQL (`make install`); PK_SYSTEM_INSTALL=0
+# As root, perfkit is also installed into the system PostgreSQL 15 (`make install`); PK_SYSTEM_INSTALL=0
 # skips that.
+#
+# Which PostgreSQL: PG_CONFIG names one explicitly; otherwise PG_MAJOR picks a major (default 15):
+# 15 is Debian's (packages postgresql-15, postgresql-server-dev-15), 16 and later are built once from
+# ../shared/postgres into a cache outside the checkout by test/pg_build.sh (see there).
 
 set -euo pipefail
 
@@ -21,17 +25,18 @@ set -euo pipefail
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
 PK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PK_PG_LIB=/usr/lib/postgresql/15        # the installation pk_temp_install copies
-PK_PG_SHARE=/usr/share/postgresql/15
+PG_CONFIG=${PG_CONFIG:-}                # resolved by pk_server
+PG_MAJOR=${PG_MAJOR:-15}
+PK_DEBIAN_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PK_CLUSTER_USER=postgres                # servers run as this user when we are root
+# bison, flex, patch, perl: building the other majors from source (test/pg_build.sh)
 PK_PACKAGES=(postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server redis-tools libipc-run-perl
 	python3-psycopg2 python3-django python3-sqlalchemy make gcc libc6-dev
-	prometheus prometheus-postgres-exporter)
+	prometheus prometheus-postgres-exporter bison flex patch perl xz-utils)
 # Services that Debian enables, and may start, when it installs these packages (on ports 9090 and
 # 9187); the tests run their own on free loopback ports, so pk_deps keeps these from running.
 PK_PACKAGED_SERVICES=(prometheus prometheus-postgres-exporter)
-export PG_CONFIG
+export PG_CONFIG PG_MAJOR
 
 # Print a progress line.
 pk_say() { printf '==> %s\n' "$*"; }
@@ -103,11 +108,35 @@ pk_quiet_services() {
 	done
 }
 
-# Build perfkit in the repo root: warnings and errors only, compiler command lines with V=1.
+# Choose the PostgreSQL under test (see the top of this file): sets PG_CONFIG and PG_MAJOR, building
+# the major from source first when it is not cached yet.
+pk_server() {
+	if [[ -z $PG_CONFIG ]]; then
+		if [[ $PG_MAJOR == 15 ]]; then
+			PG_CONFIG=$PK_DEBIAN_PG_CONFIG
+		else
+			PG_CONFIG=$(bash "$PK_ROOT/test/pg_build.sh" "$PG_MAJOR")/bin/pg_config
+		fi
+	fi
+	if [[ ! -x $PG_CONFIG ]]; then
+		pk_err "no pg_config at $PG_CONFIG"
+		return 1
+	fi
+	PG_MAJOR=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+	export PG_CONFIG PG_MAJOR
+}
+
+# Build perfkit in the repo root against PG_CONFIG: warnings and errors only, compiler command lines
+# with V=1.  Objects built for another installation are cleaned first.
 pk_build() {
-	pk_say "building perfkit"
-	local quiet=(-s)
+	pk_server
+	pk_say "building perfkit for $("$PG_CONFIG" --version)"
+	local quiet=(-s) stamp=$PK_ROOT/.built-for
 	if [[ ${V:-0} == 1 ]]; then quiet=(); fi
+	if [[ $(cat "$stamp" 2>/dev/null) != "$PG_CONFIG" ]]; then
+		make -C "$PK_ROOT" --no-print-directory -s clean PG_CONFIG="$PG_CONFIG"
+		echo "$PG_CONFIG" >"$stamp"
+	fi
 	make -C "$PK_ROOT" --no-print-directory ${quiet[@]+"${quiet[@]}"} -j2 PG_CONFIG="$PG_CONFIG"
 }
 
@@ -132,8 +161,8 @@ pk_traps() {
 pk_teardown() {
 	local pidfile pg_ctl
 	[[ -n ${PK_WORK:-} && -d $PK_WORK ]] || return 0
-	pg_ctl=${PK_BINDIR:-$PK_PG_LIB/bin}/pg_ctl
-	[[ -x $pg_ctl ]] || pg_ctl=$PK_PG_LIB/bin/pg_ctl
+	pg_ctl=${PK_BINDIR:-/nonexistent}/pg_ctl
+	[[ -x $pg_ctl ]] || pg_ctl=$("$PG_CONFIG" --bindir)/pg_ctl
 	while IFS= read -r pidfile; do
 		pk_say "stopping leftover server in ${pidfile%/postmaster.pid}"
 		pk_as_cluster_user "$pg_ctl" stop -s -m immediate -D "${pidfile%/postmaster.pid}" >/dev/null 2>&1 || true
@@ -156,17 +185,24 @@ pk_cleanup() {
 	exit "$rc"
 }
 
-# Copy the PostgreSQL 15 installation to $PK_WORK/inst and install perfkit into the copy (and, as root
-# unless PK_SYSTEM_INSTALL=0, into the system).  PK_ASSERTS=1: the copy gets an assertion-enabled build.
+# Copy the installation under test to $PK_WORK/inst (the same absolute paths below it) and install
+# perfkit into the copy (and, as root unless PK_SYSTEM_INSTALL=0, into the system PostgreSQL 15).
+# PK_ASSERTS=1: the copy gets an assertion-enabled build.
 pk_temp_install() {
-	local inst=$PK_WORK/inst got want
-	pk_say "installing perfkit into a private copy of PostgreSQL 15 ($inst)"
-	mkdir -p "$inst/usr/lib/postgresql" "$inst/usr/share/postgresql"
+	local inst=$PK_WORK/inst got want bindir sharedir home
+	bindir=$("$PG_CONFIG" --bindir)
+	sharedir=$("$PG_CONFIG" --sharedir)
+	home=$(dirname "$bindir")   # /usr/lib/postgresql/15, or the prefix of a built major
+	pk_say "installing perfkit into a private copy of PostgreSQL $PG_MAJOR ($inst)"
 	# Real copies, not symlinks: postgres and pg_config locate lib/ and share/ relative to the real
 	# path of their own binary.
-	cp -a "$PK_PG_LIB" "$inst/usr/lib/postgresql/"
-	cp -a "$PK_PG_SHARE" "$inst/usr/share/postgresql/"
-	if pk_is_root && [[ ${PK_SYSTEM_INSTALL:-1} == 1 ]]; then
+	mkdir -p "$inst$(dirname "$home")"
+	cp -a "$home" "$inst$(dirname "$home")/"
+	if [[ $sharedir != "$home"/* ]]; then
+		mkdir -p "$inst$(dirname "$sharedir")"
+		cp -a "$sharedir" "$inst$(dirname "$sharedir")/"
+	fi
+	if pk_is_root && [[ ${PK_SYSTEM_INSTALL:-1} == 1 && $PG_CONFIG == "$PK_DEBIAN_PG_CONFIG" ]]; then
 		pk_say "installing perfkit into the system PostgreSQL 15"
 		make -C "$PK_ROOT" --no-print-directory -s install PG_CONFIG="$PG_CONFIG"
 	fi
@@ -174,15 +210,15 @@ pk_temp_install() {
 		# the tests exercise perfkit's Assert()s; the build is cleaned afterwards so that no
 		# assertion-enabled object is left for a later plain `make install`
 		pk_say "rebuilding perfkit with -DUSE_ASSERT_CHECKING for the private copy"
-		make -C "$PK_ROOT" --no-print-directory -s clean
+		make -C "$PK_ROOT" --no-print-directory -s clean PG_CONFIG="$PG_CONFIG"
 		make -C "$PK_ROOT" --no-print-directory -s -j2 PERFKIT_ASSERTS=1 PG_CONFIG="$PG_CONFIG"
 	fi
 	make -C "$PK_ROOT" --no-print-directory -s install DESTDIR="$inst" PG_CONFIG="$PG_CONFIG"
-	if [[ ${PK_ASSERTS:-0} == 1 ]]; then make -C "$PK_ROOT" --no-print-directory -s clean; fi
-	PK_BINDIR=$inst/usr/lib/postgresql/15/bin
+	if [[ ${PK_ASSERTS:-0} == 1 ]]; then make -C "$PK_ROOT" --no-print-directory -s clean PG_CONFIG="$PG_CONFIG"; fi
+	PK_BINDIR=$inst$bindir
 	export PK_BINDIR
 	got=$("$PK_BINDIR/pg_config" --pkglibdir)
-	want=$inst/usr/lib/postgresql/15/lib
+	want=$inst$("$PG_CONFIG" --pkglibdir)
 	if [[ $(realpath -m "$got") != $(realpath -m "$want") ]]; then
 		pk_err "the copied installation is not relocatable: pg_config --pkglibdir says $got, expected $want"
 		return 1

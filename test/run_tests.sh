@@ -1,16 +1,50 @@
 #!/usr/bin/env bash
-# test/run_tests.sh — `make test`: install missing packages (as root), build perfkit, install it into a
-# private copy of PostgreSQL 15 under a temp directory, and run every suite there as the cluster user:
+# test/run_tests.sh — `make test`: install missing packages (as root), then for each PostgreSQL major
+# (15 from Debian's packages; 16, 17, 18, 19 built from ../shared/postgres by test/pg_build.sh, cached
+# outside the checkout) build perfkit, install it into a private copy of that server under a temp
+# directory, and run every suite there as the cluster user:
 #   - pg_regress            REGRESS list from `make print-tests`   (sql/NAME.sql, expected/NAME.out)
 #   - pg_isolation_regress  ISOLATION list                         (test/isolation/specs/NAME.spec,
 #                                                                   test/isolation/expected/NAME.out)
 #   - TAP                   test/t/*.pl, one prove run per file
-# Each regress test, isolation spec and TAP file counts as one unit. The last line of output is
-# `N passed, N failed`; the exit status is 0 only when nothing failed and something passed.
-# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config), PK_KEEP=1 keeps the temp dir,
+# Each regress test, isolation spec and TAP file counts as one unit. Each major ends with a line
+# `PostgreSQL N: N passed, N failed`, the whole run with `N passed, N failed`; the exit status is 0
+# only when nothing failed and something passed.
+# Environment: PG_MAJOR (`all`, the default: 15 16 17 18 19; or one major, or a list such as "15 18"),
+# PG_CONFIG (test only the server of that pg_config), PK_KEEP=1 keeps the temp dir,
 # PK_ONLY=REGEX runs only the units whose name (regress/NAME, isolation/NAME, tap/NAME) matches.
 
 set -euo pipefail
+PK_ALL_MAJORS="15 16 17 18 19"
+
+# The matrix: run this script once per major and add up their summaries.
+if [[ -z ${PG_CONFIG:-} && ${PG_MAJOR:-all} =~ ^(all|[0-9]+( +[0-9]+)+)$ ]]; then
+	majors=${PG_MAJOR:-all}
+	[[ $majors != all ]] || majors=$PK_ALL_MAJORS
+	bash "$(dirname "${BASH_SOURCE[0]}")/lib.sh" deps
+	total_passed=0 total_failed=0 lines=()
+	for major in $majors; do
+		log=$(mktemp)
+		rc=0
+		PG_MAJOR=$major bash "${BASH_SOURCE[0]}" 2>&1 | tee "$log" || rc=$?
+		summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+		rm -f "$log"
+		if [[ -z $summary ]]; then summary="0 passed, 1 failed"; fi   # died without a summary
+		passed=${summary%% passed*}
+		failed=${summary#*, }
+		failed=${failed%% failed*}
+		if [[ $rc -ne 0 && $failed -eq 0 ]]; then failed=1; fi
+		total_passed=$((total_passed + passed))
+		total_failed=$((total_failed + failed))
+		lines+=("PostgreSQL $major: $passed passed, $failed failed")
+	done
+	echo
+	printf '%s\n' "${lines[@]}"
+	echo "$total_passed passed, $total_failed failed"
+	[[ $total_failed -eq 0 && $total_passed -gt 0 ]]
+	exit
+fi
+
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -136,7 +170,9 @@ pk_run_tap() {
 		name=${f#t/}
 		name=${name%.pl}
 		rc=0
+		# TESTDIR: where 15/16's PostgreSQL::Test::Utils keep data and logs, TESTDATADIR/TESTLOGDIR: 17+'s
 		PK_CWD=$PK_SRC/test pk_as_cluster_user TESTDIR="$testdir" PG_REGRESS="$PG_REGRESS" \
+			TESTDATADIR="$testdir/tmp_check" TESTLOGDIR="$testdir/tmp_check/log" \
 			PERL5LIB="$PGXS_DIR/src/test/perl${PERL5LIB:+:$PERL5LIB}" \
 			prove --norc "$f" 2>&1 || rc=$?
 		if [[ $rc -eq 0 ]]; then
@@ -190,7 +226,7 @@ pk_run_tap
 
 pk_teardown
 echo
-if [[ $FAILED -gt 0 ]]; then echo "failed: ${FAILED_UNITS[*]}"; fi
+if [[ $FAILED -gt 0 ]]; then echo "failed on PostgreSQL $PG_MAJOR: ${FAILED_UNITS[*]}"; fi
 [[ $PASSED -gt 0 ]] || echo "nothing passed: no test ran"
 echo "$PASSED passed, $FAILED failed"
 SUMMARY_PRINTED=1
