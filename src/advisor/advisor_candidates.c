@@ -11,7 +11,9 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/transam.h"
 #include "catalog/pg_am.h"
 #include "commands/defrem.h"
 #include "utils/lsyscache.h"

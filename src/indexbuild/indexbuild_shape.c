@@ -16,6 +16,7 @@
 
 #include <signal.h>
 
+#include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
