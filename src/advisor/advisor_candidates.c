@@ -21,6 +21,7 @@
 #include "utils/syscache.h"
 
 #include "advisor/advisor_internal.h"
+#include "core/compat.h"
 
 
 /* True for a table the advisor may recommend an index on */
@@ -101,14 +102,14 @@ pk_adv_classify(PkAdvQual *aq)
 	{
 		Oid			opfamily;
 		Oid			opcintype;
-		int16		strategy;
+		bool		descending;
 
 		if (OidIsValid(btclass) &&
-			get_ordering_op_properties(aq->q.opno, &opfamily, &opcintype, &strategy) &&
+			pk_get_ordering_op_properties(aq->q.opno, &opfamily, &opcintype, &descending) &&
 			opfamily == get_opclass_family(btclass))
 		{
 			aq->cls = PK_CLASS_SORT;
-			aq->desc = (strategy == BTGreaterStrategyNumber);
+			aq->desc = descending;
 		}
 		return;
 	}
