@@ -44,6 +44,7 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "core/compat.h"
 #include "core/plan_walk.h"
 #include "redis/redis_internal.h"
 
@@ -136,16 +137,16 @@ pk_unsafe_pruning(PartitionPruneInfo *info)
 	return false;
 }
 
-static bool pk_unsafe_plan(Plan *plan);
+static bool pk_unsafe_plan(Plan *plan, PlannedStmt *pstmt);
 
 /* True when one of a list of plans is unsafe */
 static bool
-pk_unsafe_plans(List *plans)
+pk_unsafe_plans(List *plans, PlannedStmt *pstmt)
 {
 	ListCell   *lc;
 
 	foreach(lc, plans)
-		if (pk_unsafe_plan((Plan *) lfirst(lc)))
+		if (pk_unsafe_plan((Plan *) lfirst(lc), pstmt))
 			return true;
 	return false;
 }
@@ -254,7 +255,7 @@ pk_plan_node_exprs(Plan *plan, Node **e)
 
 /* True when a plan node, its expressions or its children are not cacheable */
 static bool
-pk_unsafe_plan(Plan *plan)
+pk_unsafe_plan(Plan *plan, PlannedStmt *pstmt)
 {
 	Node	   *e[4] = {NULL, NULL, NULL, NULL};
 
@@ -264,9 +265,7 @@ pk_unsafe_plan(Plan *plan)
 
 	if (!pk_plan_node_exprs(plan, e))
 		return true;
-	if (IsA(plan, Append) && pk_unsafe_pruning(((Append *) plan)->part_prune_info))
-		return true;
-	if (IsA(plan, MergeAppend) && pk_unsafe_pruning(((MergeAppend *) plan)->part_prune_info))
+	if (pk_unsafe_pruning(pk_plan_prune_info(plan, pstmt)))
 		return true;
 
 	return pk_unsafe_expr((Node *) plan->targetlist, NULL) ||
@@ -274,8 +273,8 @@ pk_unsafe_plan(Plan *plan)
 		pk_unsafe_expr((Node *) plan->initPlan, NULL) ||
 		pk_unsafe_expr(e[0], NULL) || pk_unsafe_expr(e[1], NULL) ||
 		pk_unsafe_expr(e[2], NULL) || pk_unsafe_expr(e[3], NULL) ||
-		pk_unsafe_plan(plan->lefttree) || pk_unsafe_plan(plan->righttree) ||
-		pk_unsafe_plans(pk_plan_children(plan));
+		pk_unsafe_plan(plan->lefttree, pstmt) || pk_unsafe_plan(plan->righttree, pstmt) ||
+		pk_unsafe_plans(pk_plan_children(plan), pstmt);
 }
 
 /* Whether the plan of a statement is a cacheable plain SELECT */
@@ -284,9 +283,9 @@ pk_redis_plan_safe(PlannedStmt *pstmt)
 {
 	if (pstmt->commandType != CMD_SELECT || pstmt->hasModifyingCTE ||
 		pstmt->rowMarks != NIL || pstmt->utilityStmt != NULL ||
-		pstmt->resultRelations != NIL)
+		PK_HAS_RESULT_RELATIONS(pstmt))
 		return PK_SKIP_UNSAFE;
-	if (pk_unsafe_plan(pstmt->planTree) || pk_unsafe_plans(pstmt->subplans))
+	if (pk_unsafe_plan(pstmt->planTree, pstmt) || pk_unsafe_plans(pstmt->subplans, pstmt))
 		return PK_SKIP_UNSAFE;
 	return PK_SKIP_NONE;
 }

@@ -38,6 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "core/compat.h"
 #include "slowlog/slowlog.h"
 
 #define PK_TRUNCATED_MARK	"\n[... truncated]"
