@@ -397,30 +397,73 @@ pk_redis_collect_tables(PlannedStmt *pstmt, bool check, Oid *relids, int *nrelid
 	return PK_SKIP_NONE;
 }
 
+/* True when text[0..len) holds only white space and SQL comments */
+static bool
+pk_only_blanks(const char *text, int len)
+{
+	int			i = 0;
+
+	while (i < len)
+	{
+		if (scanner_isspace(text[i]))
+			i++;
+		else if (text[i] == '-' && i + 1 < len && text[i + 1] == '-')
+		{
+			while (i < len && text[i] != '\n' && text[i] != '\r')
+				i++;
+		}
+		else if (text[i] == '/' && i + 1 < len && text[i + 1] == '*')
+		{
+			int			depth = 1;	/* SQL block comments nest */
+
+			for (i += 2; i < len && depth > 0; i++)
+			{
+				if (text[i] == '/' && i + 1 < len && text[i + 1] == '*')
+					depth++, i++;
+				else if (text[i] == '*' && i + 1 < len && text[i + 1] == '/')
+					depth--, i++;
+			}
+			if (depth > 0)
+				return false;
+		}
+		else
+			return false;
+	}
+	return true;
+}
+
 /*
- * The part of a source text that is this statement: from location for len
- * bytes (0 = to the end).  False when the text holds anything else than
- * this statement, a terminating semicolon and white space.
+ * The part of a source text that is this statement: from the start of the
+ * text up to location + len (len 0 = to the end).  False when the text
+ * holds anything else than this statement, a terminating semicolon and
+ * white space.  The statement starts at 0 whatever the parser said: up to
+ * 17 it put a text's first statement at 0, from 18 at its first token,
+ * after any leading blanks and comments, which belong to the text the
+ * client sent (and to the key).
  */
 bool
 pk_redis_statement_text(const char *source, int location, int len,
 						const char **start, int *length)
 {
 	int			total;
+	int			end;
 
 	if (source == NULL)
 		return false;
 	total = strlen(source);
-	if (location > 0)
-		return false;			/* something (even only ";") comes before it */
-	location = 0;				/* 0, or -1: unknown, the whole text */
-	if (len <= 0 || location + len > total)
-		len = total - location;
-	for (const char *p = source + location + len; *p != '\0'; p++)
+	if (location > total)
+		return false;
+	/* something (even only ";") comes before it */
+	if (location > 0 && !pk_only_blanks(source, location))
+		return false;
+	if (location < 0)
+		location = 0;			/* -1: unknown, the whole text */
+	end = (len <= 0 || location + len > total) ? total : location + len;
+	for (const char *p = source + end; *p != '\0'; p++)
 		if (*p != ';' && !scanner_isspace(*p))
 			return false;
-	*start = source + location;
-	*length = len;
+	*start = source;
+	*length = end;
 	return true;
 }
 
