@@ -106,10 +106,10 @@ typedef JumbleState PkHookJumbleState;
 /*
  * Normalizing a statement's text as pg_stat_statements of the same major:
  * 18 squashes constant lists (a location with squashed set and its length
- * already known, printed as "$n" and a ", ..." comment), marks client $n parameters
- * (extern_param: kept as written unless lists were squashed, then
- * renumbered) and numbers placeholders by constants replaced; up to 17 the
- * number is the constant's index in the sorted locations.
+ * already known, printed as "$n" and a ", ..." comment), marks client $n
+ * parameters (extern_param: kept as written unless lists were squashed,
+ * then renumbered) and numbers placeholders by constants replaced; up to 17
+ * the number is the constant's index in the sorted locations.
  */
 #if PG_VERSION_NUM >= 180000
 #define PK_LOC_SQUASHED(loc)			((loc).squashed)
@@ -144,6 +144,7 @@ typedef JumbleState PkHookJumbleState;
  */
 #if PG_VERSION_NUM >= 170000
 #include "utils/guc.h"
+/* Open a GUC nest level with search_path restricted; returns the level */
 static inline int
 pk_index_search_path_begin(void)
 {
@@ -160,13 +161,14 @@ pk_index_search_path_end(int level)
 	AtEOXact_GUC(false, level);
 }
 #else
+/* Nothing to restrict before 17 */
 static inline int
 pk_index_search_path_begin(void)
 {
 	return 0;
 }
 
-/* Nothing to undo before 17 */
+/* Nothing to close before 17 */
 static inline void
 pk_index_search_path_end(int level)
 {
@@ -206,6 +208,7 @@ pk_index_search_path_end(int level)
  */
 #include "nodes/plannodes.h"
 #if PG_VERSION_NUM >= 180000
+/* The run-time partition pruning of an Append or MergeAppend, else NULL */
 static inline PartitionPruneInfo *
 pk_plan_prune_info(Plan *plan, PlannedStmt *pstmt)
 {
@@ -236,6 +239,7 @@ pk_plan_prune_info(Plan *plan, PlannedStmt *pstmt)
 #include "access/stratnum.h"
 #include "utils/lsyscache.h"
 #if PG_VERSION_NUM >= 180000
+/* Ordering family, input type and direction of an ordering operator; false if it is none */
 static inline bool
 pk_get_ordering_op_properties(Oid opno, Oid *opfamily, Oid *opcintype, bool *descending)
 {
