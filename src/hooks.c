@@ -23,8 +23,9 @@
  *	  and follows loops in ExecutorEnd;
  *	- the index advisor (advisor_collect.c) samples statements at ExecutorStart and
  *	  keeps their predicates at ExecutorEnd.
- * EXECUTE, PREPARE and DEALLOCATE are not recorded themselves: the
- * prepared statement's own executor run is.
+ * EXECUTE and PREPARE are not recorded themselves: the prepared statement's
+ * own executor run is; DEALLOCATE is recorded from 17 on, as
+ * pg_stat_statements does (PK_TIMED_UTILITY in compat.h).
  *
  * Every hook chains to the one installed before it.  No hook allocates
  * beyond the statement's memory, and none does I/O.
@@ -40,6 +41,7 @@
 #include "tcop/utility.h"
 
 #include "advisor/advisor.h"
+#include "core/compat.h"
 #include "hooks.h"
 #include "nplusone/nplusone.h"
 #include "redis/redis.h"
@@ -53,10 +55,6 @@ static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* Utility statements timed as themselves (EXECUTE etc. are timed by the executor) */
-#define PK_TIMED_UTILITY(node) \
-	(!IsA(node, ExecuteStmt) && !IsA(node, PrepareStmt) && !IsA(node, DeallocateStmt))
-
 /* True when perfkit's shared memory exists and this level is tracked */
 static inline bool
 pk_active(void)
@@ -64,9 +62,13 @@ pk_active(void)
 	return pk_shmem_attached && pk_tracking(pk_nesting_level);
 }
 
-/* Create the entry of a new statement with its normalized text */
+/*
+ * Create the entry of a new statement with its normalized text; utility
+ * statements too, whose constants the jumbler records from 16 on
+ * ("SET x = $1")
+ */
 static void
-pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+pk_post_parse_analyze(ParseState *pstate, Query *query, PkHookJumbleState *jstate)
 {
 	PkStatsKey	key;
 
@@ -75,7 +77,11 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 
 	pk_nplusone_note_parse(query, pk_nesting_level);
 
-	if (!pk_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL)
+	if (!pk_active() || query->queryId == UINT64CONST(0))
+		return;
+	/* only the utility statements ProcessUtility will record */
+	if (query->utilityStmt != NULL &&
+		(!pk_track_utility || !PK_TIMED_UTILITY(query->utilityStmt)))
 		return;
 	/* without constants the text needs no normalizing: ExecutorEnd creates it */
 	if (jstate == NULL || jstate->clocations_count == 0)
@@ -90,12 +96,20 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 static void
 pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	bool		want_instr;
+
 	/* per-node figures for slow plans: costly, so only on request */
 	if (pk_slow_analyze && pk_slow_threshold >= 0 && pk_active() &&
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
 		queryDesc->instrument_options |= INSTRUMENT_TIMER | INSTRUMENT_ROWS;
 	/* the index advisor counts rows per node in the statements it samples */
 	pk_advisor_executor_start(queryDesc, eflags, pk_nesting_level);
+
+	/* decided before the executor starts: 19 allocates it there */
+	want_instr = (pk_active() || pk_nplusone_enabled) &&
+		queryDesc->plannedstmt->queryId != UINT64CONST(0);
+	if (want_instr)
+		pk_query_instr_request(queryDesc);
 
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
@@ -107,20 +121,13 @@ pk_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	if (pk_nesting_level == 0)
 		pk_nplusone_note_toplevel(queryDesc->plannedstmt->queryId);
 
-	if ((pk_active() || pk_nplusone_enabled) && queryDesc->plannedstmt->queryId != UINT64CONST(0) &&
-		queryDesc->totaltime == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(queryDesc->estate->es_query_cxt);
-
-		queryDesc->totaltime = InstrAlloc(1, INSTRUMENT_ALL, false);
-		MemoryContextSwitchTo(oldcxt);
-	}
+	if (want_instr)
+		pk_query_instr_alloc(queryDesc);
 }
 
 /* Run the plan one nesting level deeper */
 static void
-pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-			   bool execute_once)
+pk_ExecutorRun(PK_EXECUTOR_RUN_PARAMS)
 {
 	DestReceiver *dest = queryDesc->dest;
 	DestReceiver *tap = pk_nplusone_tap(queryDesc, queryDesc->plannedstmt->queryId);
@@ -135,9 +142,9 @@ pk_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
-			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+			prev_ExecutorRun(PK_EXECUTOR_RUN_ARGS);
 		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+			standard_ExecutorRun(PK_EXECUTOR_RUN_ARGS);
 	}
 	PG_FINALLY();
 	{
@@ -171,16 +178,12 @@ static void
 pk_ExecutorEnd(QueryDesc *queryDesc)
 {
 	uint64		queryid = queryDesc->plannedstmt->queryId;
-	Instrumentation *instr = queryDesc->totaltime;
+	Instrumentation *instr = pk_query_instr(queryDesc);
 	double		duration_ms = 0;
 	TimestampTz end_time = 0;
 
 	if (instr != NULL)
-	{
-		/* ends the timing loop; harmless if another extension already did */
-		InstrEndLoop(instr);
-		duration_ms = instr->total * 1000.0;
-	}
+		duration_ms = pk_query_instr_ms(instr);
 
 	/* one clock read serves the N+1 detector and the statistics */
 	if (queryid != UINT64CONST(0) && (pk_nplusone_enabled || pk_active()))
@@ -196,7 +199,7 @@ pk_ExecutorEnd(QueryDesc *queryDesc)
 		memset(&exec, 0, sizeof(exec));
 		exec.end_time = end_time;
 		exec.duration_ms = duration_ms;
-		exec.rows = queryDesc->estate->es_processed;
+		exec.rows = PK_STATEMENT_ROWS(queryDesc->estate);
 		exec.shared_blks_hit = instr->bufusage.shared_blks_hit;
 		exec.shared_blks_read = instr->bufusage.shared_blks_read;
 		exec.temp_blks_written = instr->bufusage.temp_blks_written;

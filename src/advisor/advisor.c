@@ -19,7 +19,9 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -28,6 +30,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "advisor/advisor_internal.h"
 #include "stats/stats.h"

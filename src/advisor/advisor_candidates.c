@@ -11,7 +11,9 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/transam.h"
 #include "catalog/pg_am.h"
 #include "commands/defrem.h"
 #include "utils/lsyscache.h"
@@ -19,6 +21,7 @@
 #include "utils/syscache.h"
 
 #include "advisor/advisor_internal.h"
+#include "core/compat.h"
 
 
 /* True for a table the advisor may recommend an index on */
@@ -99,14 +102,14 @@ pk_adv_classify(PkAdvQual *aq)
 	{
 		Oid			opfamily;
 		Oid			opcintype;
-		int16		strategy;
+		bool		descending;
 
 		if (OidIsValid(btclass) &&
-			get_ordering_op_properties(aq->q.opno, &opfamily, &opcintype, &strategy) &&
+			pk_get_ordering_op_properties(aq->q.opno, &opfamily, &opcintype, &descending) &&
 			opfamily == get_opclass_family(btclass))
 		{
 			aq->cls = PK_CLASS_SORT;
-			aq->desc = (strategy == BTGreaterStrategyNumber);
+			aq->desc = descending;
 		}
 		return;
 	}

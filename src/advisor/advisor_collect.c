@@ -54,6 +54,7 @@
 #include "utils/lsyscache.h"
 
 #include "advisor/advisor_internal.h"
+#include "core/compat.h"
 
 /* Settings */
 double		pk_advisor_sample_rate = 0.1;
@@ -147,9 +148,9 @@ pk_advisor_shmem_init(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkAdvKey);
 	info.entrysize = sizeof(PkAdvEntry);
-	pk_adv_hash = ShmemInitHash("perfkit advisor hash",
-								pk_advisor_max_entries(), pk_advisor_max_entries(),
-								&info, HASH_ELEM | HASH_BLOBS);
+	pk_adv_hash = pk_ShmemInitHash("perfkit advisor hash",
+								   pk_advisor_max_entries(), pk_advisor_max_entries(),
+								   &info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* Decide whether to sample this statement; if so ask for row counts per plan node */
@@ -378,7 +379,7 @@ pk_note_join_clauses(PkQualWalk *walk, Plan *join, List *clauses)
 static float4
 pk_kept_fraction(PlanState *ps)
 {
-	Instrumentation *instr = ps->instrument;
+	PkNodeInstrumentation *instr = ps->instrument;
 	double		out;
 
 	if (instr == NULL)

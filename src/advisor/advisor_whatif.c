@@ -4,7 +4,8 @@
  *	  Index advisor, what-if planning: plan a statement as if a candidate
  *	  index existed, without creating it and without executing anything.
  *
- * perfkit's get_relation_info_hook adds one hypothetical IndexOptInfo
+ * perfkit's relation-info hook (get_relation_info_hook, from 19
+ * build_simple_rel_hook: pk_relinfo_hook in compat.h) adds one hypothetical IndexOptInfo
  * (hypothetical = true) to the planner's view of the candidate's table
  * while pk_whatif_plan() runs the planner; at any other time the hook
  * only chains.  The planner costs the hypothetical index with the access
@@ -34,17 +35,17 @@
 #include "access/itup.h"
 #include "catalog/pg_am.h"
 #include "nodes/makefuncs.h"
-#include "optimizer/plancat.h"
 #include "optimizer/planner.h"
 #include "storage/bufpage.h"
 #include "utils/lsyscache.h"
 
 #include "advisor/advisor_internal.h"
+#include "core/compat.h"
 #include "core/plan_walk.h"
 
 #define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
 
-static get_relation_info_hook_type prev_get_relation_info = NULL;
+static pk_relinfo_hook_type prev_relinfo = NULL;
 static planner_hook_type prev_planner = NULL;
 
 /* The candidate being planned, or NULL */
@@ -110,7 +111,7 @@ static IndexOptInfo *
 pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
 {
 	IndexOptInfo *info = makeNode(IndexOptInfo);
-	IndexAmRoutine *am = GetIndexAmRoutineByAmId(hypo->amoid, false);
+	const IndexAmRoutine *am = GetIndexAmRoutineByAmId(hypo->amoid, false);
 	int			n = hypo->ncolumns;
 	int			i;
 
@@ -175,13 +176,14 @@ pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
 	return info;
 }
 
-/* get_relation_info_hook: add the active candidate to its table's indexes */
+/* Relation-info hook: add the active candidate to its table's indexes */
 static void
-pk_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent, RelOptInfo *rel)
+pk_relation_info(PK_RELINFO_PARAMS)
 {
-	if (prev_get_relation_info)
-		prev_get_relation_info(root, relationObjectId, inhparent, rel);
-	if (pk_whatif_active != NULL && !inhparent && relationObjectId == pk_whatif_active->relid)
+	if (prev_relinfo)
+		prev_relinfo(PK_RELINFO_ARGS);
+	if (pk_whatif_active != NULL && !PK_RELINFO_INHPARENT &&
+		PK_RELINFO_RELID == pk_whatif_active->relid)
 		rel->indexlist = lcons(pk_hypothetical_index(rel, pk_whatif_active), rel->indexlist);
 }
 
@@ -190,19 +192,17 @@ pk_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent, Re
  * (a query of a function the planner evaluates) must not see the candidate
  */
 static PlannedStmt *
-pk_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
+pk_planner(PK_PLANNER_PARAMS)
 {
 	PkHypoIndex *saved = pk_whatif_active;
 	PlannedStmt *result;
 
 	if (saved == NULL)
-		return prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
-			: standard_planner(parse, query_string, cursorOptions, boundParams);
+		return prev_planner ? prev_planner(PK_PLANNER_ARGS) : standard_planner(PK_PLANNER_ARGS);
 	pk_whatif_active = NULL;
 	PG_TRY();
 	{
-		result = prev_planner ? prev_planner(parse, query_string, cursorOptions, boundParams)
-			: standard_planner(parse, query_string, cursorOptions, boundParams);
+		result = prev_planner ? prev_planner(PK_PLANNER_ARGS) : standard_planner(PK_PLANNER_ARGS);
 	}
 	PG_FINALLY();
 	{
@@ -216,8 +216,8 @@ pk_planner(Query *parse, const char *query_string, int cursorOptions, ParamListI
 void
 pk_whatif_install_hook(void)
 {
-	prev_get_relation_info = get_relation_info_hook;
-	get_relation_info_hook = pk_get_relation_info;
+	prev_relinfo = pk_relinfo_hook;
+	pk_relinfo_hook = pk_relation_info;
 	prev_planner = planner_hook;
 	planner_hook = pk_planner;
 }
@@ -233,7 +233,7 @@ pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex
 	pk_whatif_active = hypo;
 	PG_TRY();
 	{
-		pstmt = standard_planner(copy, text, CURSOR_OPT_PARALLEL_OK, params);
+		pstmt = pk_standard_planner(copy, text, CURSOR_OPT_PARALLEL_OK, params);
 	}
 	PG_FINALLY();
 	{

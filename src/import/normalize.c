@@ -10,7 +10,10 @@
  * constant replaced by $n.  Numbering continues after the highest $n the
  * client already used, so "WHERE a = $1 AND b = 5" becomes
  * "WHERE a = $1 AND b = $2".  A constant the jumbler saw twice (the same
- * location) is replaced once.
+ * location) is replaced once.  This follows generate_normalized_query() of
+ * pg_stat_statements of the same major, so both show the same text; what
+ * changed between majors (squashed lists and client parameters on 18, the
+ * numbering of placeholders) is in compat.h.
  *
  * This runs only when a statement's entry is created, never on the hot
  * path of an existing entry.
@@ -23,6 +26,7 @@
 #include "lib/stringinfo.h"
 #include "parser/scanner.h"
 
+#include "core/compat.h"
 #include "import/normalize.h"
 
 /* qsort comparator: constant locations in text order */
@@ -36,8 +40,9 @@ pk_compare_locations(const void *a, const void *b)
 }
 
 /*
- * Fill in the token length of each constant (sorted by location); -1 marks
- * a duplicate or a location the lexer never reached.
+ * Fill in the token length of each constant of locs (sorted by location,
+ * relative to source); a duplicate or a location the lexer never reached
+ * keeps length -1.  Squashed lists (18) come with their length already.
  */
 static void
 pk_measure_constants(LocationLen *locs, int nlocs, const char *source)
@@ -46,40 +51,46 @@ pk_measure_constants(LocationLen *locs, int nlocs, const char *source)
 	core_yy_extra_type extra;
 	core_YYSTYPE yylval;
 	YYLTYPE		yylloc;
-	int			last = -1;
-	int			i = 0;
+	int			last_loc = -1;
 
 	scanner = scanner_init(source, &extra, &ScanKeywords, ScanKeywordTokens);
-	/* constants come from successfully parsed text: no escape warnings needed */
-	extra.escape_string_warning = false;
+	/* constants come from successfully parsed text: no escape warnings again */
+	PK_SCANNER_QUIET(extra);
 
-	while (i < nlocs)
+	for (int i = 0; i < nlocs; i++)
 	{
-		int			tok = core_yylex(&yylval, &yylloc, scanner);
+		int			loc = locs[i].location;
+		int			tok = 0;
 
-		if (tok == 0)
-			break;
-		/* skip duplicates and locations the lexer has passed */
-		while (i < nlocs && (locs[i].location < yylloc || locs[i].location == last))
-			locs[i++].length = -1;
-		if (i >= nlocs)
-			break;
-		if (locs[i].location != yylloc)
-			continue;
+		if (PK_LOC_SQUASHED(locs[i]))
+			continue;			/* a squashed list: length known */
+		if (loc <= last_loc)
+			continue;			/* a duplicate */
 
-		if (tok == '-')
+		/* lex up to the constant (or past it, if the lexer skipped it) */
+		for (;;)
 		{
-			/* a negative number: the constant spans the sign and the number */
 			tok = core_yylex(&yylval, &yylloc, scanner);
 			if (tok == 0)
 				break;
+			if (yylloc >= loc)
+			{
+				/* a negative number: the constant spans the sign and the number */
+				if (source[loc] == '-')
+				{
+					tok = core_yylex(&yylval, &yylloc, scanner);
+					if (tok == 0)
+						break;
+				}
+				/* the lexer put a NUL after the current token in its buffer */
+				locs[i].length = (int) strlen(extra.scanbuf + loc);
+				break;
+			}
 		}
-		locs[i].length = yylloc + (int) strlen(extra.scanbuf + yylloc) - locs[i].location;
-		last = locs[i].location;
-		i++;
+		if (tok == 0)
+			break;				/* end of text: the rest keep -1 */
+		last_loc = loc;
 	}
-	for (; i < nlocs; i++)
-		locs[i].length = -1;
 
 	scanner_finish(scanner);
 }
@@ -96,20 +107,27 @@ pk_normalize_query(const JumbleState *jstate, const char *source,
 	StringInfoData buf;
 	LocationLen *locs;
 	int			nlocs = jstate ? jstate->clocations_count : 0;
-	int			next_param;
-	int			copied;
+	int			nreplaced = 0;
+	int			copied = 0;
 	int			end;
 
 	source = CleanQuerytext(source, &location, len);
 	if (nlocs == 0)
 		return pnstrdup(source, *len);
 
-	/* CleanQuerytext moved source to the statement start: rebase the offsets */
+	/*
+	 * Our own copy, rebased on the statement start (CleanQuerytext moved
+	 * source there): another module may already have sorted the jumbler's
+	 * array and filled in lengths.  Only a squashed list's length is the
+	 * jumbler's.
+	 */
 	locs = palloc(sizeof(LocationLen) * nlocs);
+	memcpy(locs, jstate->clocations, sizeof(LocationLen) * nlocs);
 	for (int i = 0; i < nlocs; i++)
 	{
-		locs[i].location = jstate->clocations[i].location - location;
-		locs[i].length = -1;
+		locs[i].location -= location;
+		if (!PK_LOC_SQUASHED(locs[i]))
+			locs[i].length = -1;
 	}
 	qsort(locs, nlocs, sizeof(LocationLen), pk_compare_locations);
 
@@ -122,17 +140,21 @@ pk_normalize_query(const JumbleState *jstate, const char *source,
 	}
 
 	initStringInfo(&buf);
-	next_param = jstate->highest_extern_param_id + 1;
-	copied = 0;
 	end = *len;
 	for (int i = 0; i < nlocs; i++)
 	{
 		int			off = locs[i].location;
 
+		/* a client's $n stays as written unless lists were squashed (18) */
+		if (PK_LOC_EXTERN_PARAM(locs[i]) && !PK_JUMBLE_HAS_SQUASHED(jstate))
+			continue;
 		if (locs[i].length < 0 || off < copied || off + locs[i].length > end)
 			continue;
 		appendBinaryStringInfo(&buf, source + copied, off - copied);
-		appendStringInfo(&buf, "$%d", next_param++);
+		appendStringInfo(&buf, "$%d%s",
+						 PK_PLACEHOLDER_INDEX(i, nreplaced) + 1 + jstate->highest_extern_param_id,
+						 PK_LOC_SQUASHED(locs[i]) ? " /*, ... */" : "");
+		nreplaced++;
 		copied = off + locs[i].length;
 	}
 	appendBinaryStringInfo(&buf, source + copied, end - copied);

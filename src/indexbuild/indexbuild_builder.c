@@ -36,6 +36,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -45,6 +46,7 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
+#include "core/compat.h"
 #include "indexbuild/indexbuild_internal.h"
 
 #define PK_IB_MAX_BACKOFF_SHIFT 10		/* retry delays double at most 2^10 times */
@@ -100,7 +102,7 @@ static void
 pk_ib_sigint(SIGNAL_ARGS)
 {
 	if (pk_ib_accept_cancel)
-		StatementCancelHandler(postgres_signal_arg);
+		StatementCancelHandler(PK_SIGNAL_ARGS_PASS);
 	else
 	{
 		int			save_errno = errno;
@@ -671,7 +673,7 @@ pk_ib_run_toplevel(PkIbBuild *b, Node *stmt, const char *sql, CommandTag tag)
 	PortalDefineQuery(portal, NULL, sql, tag, stmts, NULL);
 	PortalStart(portal, NULL, 0, InvalidSnapshot);
 	receiver = CreateDestReceiver(DestNone);
-	(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver, &qc);
+	(void) pk_PortalRun(portal, FETCH_ALL, true, receiver, receiver, &qc);
 	receiver->rDestroy(receiver);
 	PortalDrop(portal, false);
 

@@ -17,6 +17,7 @@
 #include "storage/latch.h"
 #include "storage/lockdefs.h"
 #include "storage/spin.h"
+#include "utils/array.h"
 #include "utils/timestamp.h"
 
 /* Databases that can have a builder or pending work at the same time */

@@ -25,6 +25,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "core/compat.h"
 #include "indexbuild/indexbuild_internal.h"
 
 /*
@@ -406,7 +407,7 @@ pk_ib_insert_request(const char *kind, Oid relid, Oid indexrelid, const char *na
 void
 pk_ib_require_standard_strings(void)
 {
-	if (!standard_conforming_strings)
+	if (!PK_STANDARD_CONFORMING_STRINGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("index builds cannot be requested with standard_conforming_strings off"),

@@ -16,6 +16,7 @@
 
 #include <signal.h>
 
+#include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
@@ -31,6 +32,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core/compat.h"
 #include "indexbuild/indexbuild_internal.h"
 
 /* Attribute number, type and collation of a column; errors for unknown and system columns */
@@ -58,11 +60,19 @@ pk_ib_column(Oid relid, const char *colname, Oid *atttype, Oid *attcoll)
 	return attnum;
 }
 
-/* True when an expression uses non-immutable functions (as DefineIndex decides) */
+/*
+ * True when an expression uses non-immutable functions (as DefineIndex
+ * decides, with the search_path DefineIndex uses: restricted from 17 on)
+ */
 static bool
 pk_ib_is_mutable(Expr *expr)
 {
-	return contain_mutable_functions((Node *) expression_planner(expr));
+	int			level = pk_index_search_path_begin();
+	bool		mutable;
+
+	mutable = contain_mutable_functions((Node *) expression_planner(expr));
+	pk_index_search_path_end(level);
+	return mutable;
 }
 
 /* "name=value" strings of a reloptions text[] datum */
@@ -117,10 +127,10 @@ pk_ib_check_system_columns(const PkIbShape *shape)
 }
 
 /* The access method of a statement, refusing what it cannot do (DefineIndex's checks) */
-static IndexAmRoutine *
+static const IndexAmRoutine *
 pk_ib_check_method(const char *amname, bool unique, int nkey, int ninc, Oid *amoid)
 {
-	IndexAmRoutine *am;
+	const IndexAmRoutine *am;
 
 	*amoid = get_index_am_oid(amname, true);
 	if (!OidIsValid(*amoid))
@@ -171,7 +181,7 @@ pk_ib_key_collation(const IndexElem *elem, Oid atttype, Oid attcoll)
 
 /* Resolve key column attn of the shape: column or expression, collation, opclass, ordering */
 static void
-pk_ib_key_column(Oid relid, IndexElem *elem, IndexAmRoutine *am, const char *amname,
+pk_ib_key_column(Oid relid, IndexElem *elem, const IndexAmRoutine *am, const char *amname,
 				 PkIbShape *shape, int attn)
 {
 	Oid			atttype;
@@ -237,7 +247,7 @@ pk_ib_index_shape(Oid relid, IndexStmt *stmt, const char *sql, PkIbShape *shape)
 	const char *amname = stmt->accessMethod ? stmt->accessMethod : DEFAULT_INDEX_TYPE;
 	int			nkey = list_length(stmt->indexParams);
 	int			ninc = list_length(stmt->indexIncludingParams);
-	IndexAmRoutine *am;
+	const IndexAmRoutine *am;
 	IndexStmt  *t;
 	ListCell   *lc;
 	int			attn = 0;

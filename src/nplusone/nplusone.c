@@ -48,7 +48,9 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/tuplestore.h"
 
+#include "core/compat.h"
 #include "nplusone/nplusone.h"
 
 #define NPLUSONE_MAX_POS			8	/* parameter positions considered per statement */
@@ -267,9 +269,9 @@ pk_nplusone_shmem_init(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkNplusoneKey);
 	info.entrysize = sizeof(PkNplusoneEntry);
-	pk_nplusone_hash = ShmemInitHash("perfkit n+1 patterns",
-								  pk_nplusone_max_patterns, pk_nplusone_max_patterns,
-								  &info, HASH_ELEM | HASH_BLOBS);
+	pk_nplusone_hash = pk_ShmemInitHash("perfkit n+1 patterns",
+										pk_nplusone_max_patterns, pk_nplusone_max_patterns,
+										&info, HASH_ELEM | HASH_BLOBS);
 }
 
 /* True when detection runs in this process */

@@ -34,6 +34,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "core/compat.h"
 #include "redis/redis_internal.h"
 
 #define PK_REDIS_OPEN			4	/* captures open at once (portals) */
@@ -439,7 +440,7 @@ pk_redis_executor_end(QueryDesc *queryDesc)
 		return;
 	/* the portal still exists: it is being dropped, and runs this */
 	if (cap->valid && cap->runs == 1 && cap->portal != NULL && cap->portal->atEnd &&
-		IsTransactionState() && queryDesc->estate->es_processed == cap->nrows)
+		IsTransactionState() && PK_STATEMENT_ROWS(queryDesc->estate) == cap->nrows)
 		(void) pk_redis_capture_finish(cap, pk_redis_datname());
 	else if (!cap->too_big)
 		elog(DEBUG1, "perfkit: result of query " INT64_FORMAT " not pushed to Redis: %s",

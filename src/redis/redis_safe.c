@@ -44,6 +44,7 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "core/compat.h"
 #include "core/plan_walk.h"
 #include "redis/redis_internal.h"
 
@@ -136,16 +137,16 @@ pk_unsafe_pruning(PartitionPruneInfo *info)
 	return false;
 }
 
-static bool pk_unsafe_plan(Plan *plan);
+static bool pk_unsafe_plan(Plan *plan, PlannedStmt *pstmt);
 
 /* True when one of a list of plans is unsafe */
 static bool
-pk_unsafe_plans(List *plans)
+pk_unsafe_plans(List *plans, PlannedStmt *pstmt)
 {
 	ListCell   *lc;
 
 	foreach(lc, plans)
-		if (pk_unsafe_plan((Plan *) lfirst(lc)))
+		if (pk_unsafe_plan((Plan *) lfirst(lc), pstmt))
 			return true;
 	return false;
 }
@@ -254,7 +255,7 @@ pk_plan_node_exprs(Plan *plan, Node **e)
 
 /* True when a plan node, its expressions or its children are not cacheable */
 static bool
-pk_unsafe_plan(Plan *plan)
+pk_unsafe_plan(Plan *plan, PlannedStmt *pstmt)
 {
 	Node	   *e[4] = {NULL, NULL, NULL, NULL};
 
@@ -264,9 +265,7 @@ pk_unsafe_plan(Plan *plan)
 
 	if (!pk_plan_node_exprs(plan, e))
 		return true;
-	if (IsA(plan, Append) && pk_unsafe_pruning(((Append *) plan)->part_prune_info))
-		return true;
-	if (IsA(plan, MergeAppend) && pk_unsafe_pruning(((MergeAppend *) plan)->part_prune_info))
+	if (pk_unsafe_pruning(pk_plan_prune_info(plan, pstmt)))
 		return true;
 
 	return pk_unsafe_expr((Node *) plan->targetlist, NULL) ||
@@ -274,8 +273,8 @@ pk_unsafe_plan(Plan *plan)
 		pk_unsafe_expr((Node *) plan->initPlan, NULL) ||
 		pk_unsafe_expr(e[0], NULL) || pk_unsafe_expr(e[1], NULL) ||
 		pk_unsafe_expr(e[2], NULL) || pk_unsafe_expr(e[3], NULL) ||
-		pk_unsafe_plan(plan->lefttree) || pk_unsafe_plan(plan->righttree) ||
-		pk_unsafe_plans(pk_plan_children(plan));
+		pk_unsafe_plan(plan->lefttree, pstmt) || pk_unsafe_plan(plan->righttree, pstmt) ||
+		pk_unsafe_plans(pk_plan_children(plan), pstmt);
 }
 
 /* Whether the plan of a statement is a cacheable plain SELECT */
@@ -284,9 +283,9 @@ pk_redis_plan_safe(PlannedStmt *pstmt)
 {
 	if (pstmt->commandType != CMD_SELECT || pstmt->hasModifyingCTE ||
 		pstmt->rowMarks != NIL || pstmt->utilityStmt != NULL ||
-		pstmt->resultRelations != NIL)
+		PK_HAS_RESULT_RELATIONS(pstmt))
 		return PK_SKIP_UNSAFE;
-	if (pk_unsafe_plan(pstmt->planTree) || pk_unsafe_plans(pstmt->subplans))
+	if (pk_unsafe_plan(pstmt->planTree, pstmt) || pk_unsafe_plans(pstmt->subplans, pstmt))
 		return PK_SKIP_UNSAFE;
 	return PK_SKIP_NONE;
 }
@@ -398,30 +397,73 @@ pk_redis_collect_tables(PlannedStmt *pstmt, bool check, Oid *relids, int *nrelid
 	return PK_SKIP_NONE;
 }
 
+/* True when text[0..len) holds only white space and SQL comments */
+static bool
+pk_only_blanks(const char *text, int len)
+{
+	int			i = 0;
+
+	while (i < len)
+	{
+		if (scanner_isspace(text[i]))
+			i++;
+		else if (text[i] == '-' && i + 1 < len && text[i + 1] == '-')
+		{
+			while (i < len && text[i] != '\n' && text[i] != '\r')
+				i++;
+		}
+		else if (text[i] == '/' && i + 1 < len && text[i + 1] == '*')
+		{
+			int			depth = 1;	/* SQL block comments nest */
+
+			for (i += 2; i < len && depth > 0; i++)
+			{
+				if (text[i] == '/' && i + 1 < len && text[i + 1] == '*')
+					depth++, i++;
+				else if (text[i] == '*' && i + 1 < len && text[i + 1] == '/')
+					depth--, i++;
+			}
+			if (depth > 0)
+				return false;
+		}
+		else
+			return false;
+	}
+	return true;
+}
+
 /*
- * The part of a source text that is this statement: from location for len
- * bytes (0 = to the end).  False when the text holds anything else than
- * this statement, a terminating semicolon and white space.
+ * The part of a source text that is this statement: from the start of the
+ * text up to location + len (len 0 = to the end).  False when the text
+ * holds anything else than this statement, a terminating semicolon and
+ * white space.  The statement starts at 0 whatever the parser said: up to
+ * 17 it put a text's first statement at 0, from 18 at its first token,
+ * after any leading blanks and comments, which belong to the text the
+ * client sent (and to the key).
  */
 bool
 pk_redis_statement_text(const char *source, int location, int len,
 						const char **start, int *length)
 {
 	int			total;
+	int			end;
 
 	if (source == NULL)
 		return false;
 	total = strlen(source);
-	if (location > 0)
-		return false;			/* something (even only ";") comes before it */
-	location = 0;				/* 0, or -1: unknown, the whole text */
-	if (len <= 0 || location + len > total)
-		len = total - location;
-	for (const char *p = source + location + len; *p != '\0'; p++)
+	if (location > total)
+		return false;
+	/* something (even only ";") comes before it */
+	if (location > 0 && !pk_only_blanks(source, location))
+		return false;
+	if (location < 0)
+		location = 0;			/* -1: unknown, the whole text */
+	end = (len <= 0 || location + len > total) ? total : location + len;
+	for (const char *p = source + end; *p != '\0'; p++)
 		if (*p != ';' && !scanner_isspace(*p))
 			return false;
-	*start = source + location;
-	*length = len;
+	*start = source;
+	*length = end;
 	return true;
 }
 

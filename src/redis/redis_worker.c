@@ -61,6 +61,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "core/compat.h"
 #include "redis/redis_internal.h"
 
 #define PK_BATCH			128 /* items per pipeline */
@@ -496,7 +497,7 @@ pk_redis_worker_main(Datum main_arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	pqsignal(SIGPIPE, SIG_IGN);
+	pqsignal(SIGPIPE, PK_SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "perfkit redis pusher",

@@ -36,7 +36,9 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/tuplestore.h"
 
+#include "core/compat.h"
 #include "slowlog/slowlog.h"
 
 #define PK_TRUNCATED_MARK	"\n[... truncated]"

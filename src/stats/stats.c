@@ -39,6 +39,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "core/compat.h"
 #include "import/normalize.h"
 #include "stats/stats_internal.h"
 
@@ -118,9 +119,9 @@ pk_stats_shmem_init(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkStatsKey);
 	info.entrysize = pk_entry_size();
-	pk_hash = ShmemInitHash("perfkit statements",
-							pk_max_statements, pk_max_statements,
-							&info, HASH_ELEM | HASH_BLOBS);
+	pk_hash = pk_ShmemInitHash("perfkit statements",
+							   pk_max_statements, pk_max_statements,
+							   &info, HASH_ELEM | HASH_BLOBS);
 	return found;
 }
 

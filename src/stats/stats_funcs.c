@@ -22,6 +22,7 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_authid.h"
 #include "funcapi.h"
 #include "catalog/pg_type.h"
@@ -30,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "stats/stats_internal.h"
 
