@@ -4,7 +4,8 @@
 -- track = all, utility statements, multi-statement strings, cursors, errors.
 SET perfkit.track = 'all';
 SET pg_stat_statements.track = 'all';
-SELECT perfkit.reset(), pg_stat_statements_reset();
+-- (in FROM: 17's pg_stat_statements_reset() returns a timestamp, 15's and 16's void)
+SELECT 'both reset' AS done FROM perfkit.reset(), pg_stat_statements_reset();
 
 CREATE TABLE par_orders (id serial PRIMARY KEY, customer int, amount numeric, note text);
 INSERT INTO par_orders (customer, amount, note)

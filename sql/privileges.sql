@@ -13,19 +13,19 @@ RESET ROLE;
 SET ROLE pk_bob;
 -- bob sees that alice ran something, but not what
 SELECT rolname, query, calls FROM perfkit.statements
- WHERE rolname = 'pk_alice' ORDER BY queryid;
+ WHERE rolname = 'pk_alice' ORDER BY query;
 SELECT perfkit.reset();
 RESET ROLE;
 
 GRANT pg_read_all_stats TO pk_bob;
 SET ROLE pk_bob;
 SELECT rolname, query, calls FROM perfkit.statements
- WHERE rolname = 'pk_alice' ORDER BY queryid;
+ WHERE rolname = 'pk_alice' ORDER BY query;
 RESET ROLE;
 
 -- alice always sees her own statements
 SET ROLE pk_alice;
-SELECT query FROM perfkit.statements WHERE rolname = 'pk_alice' ORDER BY queryid;
+SELECT query FROM perfkit.statements WHERE rolname = 'pk_alice' ORDER BY query;
 RESET ROLE;
 
 -- reset can be granted

@@ -26,4 +26,9 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
   FROM pg_depend
  WHERE refclassid = 'pg_extension'::regclass
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'perfkit')
+   -- 17+ also records the row types of the tables and views (and their array
+   -- types) as members; they follow from the relations listed
+   AND NOT (classid = 'pg_type'::regclass AND EXISTS (
+         SELECT 1 FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+          WHERE t.oid = objid AND (t.typrelid <> 0 OR e.typrelid <> 0)))
  ORDER BY 1;

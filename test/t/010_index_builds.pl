@@ -309,7 +309,8 @@ is(status_of('items_v_b_idx'), 'succeeded', 'requests work again');
 # constant-folds its expressions, which calls the requester's IMMUTABLE functions; like CREATE INDEX
 # itself, perfkit runs them as the table's owner in a security-restricted operation (no temporary
 # tables) whose setting changes are undone, so nothing reaches the next build.  During the builds the
-# session user is the requester, not the builder's superuser.
+# session user is the requester, not the builder's superuser.  (Names inside the functions are
+# schema-qualified: from 17 on, CREATE INDEX runs them with search_path = pg_catalog, pg_temp.)
 $node->safe_psql('postgres', q{
 CREATE TABLE app_probe_log (step text, sess_user text, cur_user text, leaked text, temp_table text);
 CREATE FUNCTION app_probe(step text) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
@@ -321,14 +322,14 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             t := SQLERRM;
         END;
-        INSERT INTO app_probe_log
+        INSERT INTO public.app_probe_log
             VALUES (step, session_user, current_user, current_setting('app.leak', true), t);
         PERFORM set_config('app.leak', 'leaked by ' || step, false);
     END IF;
     RETURN 0;
 END $$;
 CREATE FUNCTION app_fold(step text) RETURNS int LANGUAGE plpgsql IMMUTABLE
-    AS $$ BEGIN RETURN app_probe(step); END $$;
+    AS $$ BEGIN RETURN public.app_probe(step); END $$;
 CREATE TABLE app_probed (x int);
 INSERT INTO app_probed VALUES (1), (2);
 CREATE INDEX app_probed_a ON app_probed ((x + app_fold('a')));
