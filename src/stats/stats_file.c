@@ -285,8 +285,10 @@ pk_statsfile_load(void)
 
 		if (header.magic != PK_STATS_MAGIC)
 			problem = "not a perfkit statistics file";
+		else if (header.server_major != PK_PG_MAJOR_X100)
+			problem = psprintf("written by PostgreSQL %u, this server is %u",
+							   header.server_major / 100, PK_PG_MAJOR_X100 / 100);
 		else if (header.format != PK_STATS_FORMAT ||
-				 header.server_major != PK_PG_MAJOR_X100 ||
 				 header.hist_buckets != PK_HIST_BUCKETS ||
 				 header.counters_size != sizeof(PkCounters))
 			problem = "written by another version of perfkit or of the server";

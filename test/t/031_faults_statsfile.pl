@@ -121,8 +121,9 @@ substr($flipped, length($flipped) - 1, 1) = chr(ord(substr($flipped, -1)) ^ 0x01
 damaged('valid header, wrong checksum', $flipped . substr($orig, -4), "${ignoring}checksum mismatch");
 damaged('another format version', with_crc(substr($body, 0, 4) . pack('V', $format + 1) . substr($body, 8)),
 	"${ignoring}written by another version of perfkit or of the server");
-damaged('another server version', with_crc(substr($body, 0, 8) . pack('V', $major - 1) . substr($body, 12)),
-	"${ignoring}written by another version of perfkit or of the server");
+# another major, as after pg_upgrade with the old cluster's file copied over
+damaged('another server major', with_crc(substr($body, 0, 8) . pack('V', $major - 100) . substr($body, 12)),
+	"${ignoring}written by PostgreSQL " . ($major / 100 - 1) . ', this server is ' . ($major / 100));
 damaged('another counters size', with_crc(substr($body, 0, 16) . pack('V', $csize + 8) . substr($body, 20)),
 	"${ignoring}written by another version of perfkit or of the server");
 damaged('entry count too high, checksum right',
