@@ -70,7 +70,9 @@ SELECT coalesce(p.query, s.query) AS query, p.calls AS perfkit_calls, s.calls AS
  WHERE p.calls IS DISTINCT FROM s.calls OR p.rows IS DISTINCT FROM s.rows;
 
 -- ... and a count showing the comparison covered the workload.
-SELECT count(*) AS statements, sum(p.calls) = sum(s.calls) AS same_total_calls,
+-- (38 statements on 15 and 16; 17+'s pgss also records DEALLOCATE, 18's SET with its constants
+-- normalized: the listing above shows any entry that differs)
+SELECT count(*) >= 38 AS whole_workload, sum(p.calls) = sum(s.calls) AS same_total_calls,
        count(*) FILTER (WHERE NOT toplevel) > 3 AS nested_ones
   FROM perfkit.statements p
   JOIN pg_stat_statements s USING (userid, dbid, queryid, toplevel);

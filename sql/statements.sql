@@ -1,4 +1,6 @@
 -- Per-statement statistics: normalized text, counts, rows and sane timings.
+-- statements_1.out is 18+'s output, where SET's constants are normalized
+-- ("SET perfkit.track = $1"), as by pg_stat_statements there.
 SELECT perfkit.reset();
 SET perfkit.track = 'top';
 

@@ -1,5 +1,8 @@
 -- Utility statements: timed when perfkit.track_utility is on; PREPARE and
 -- EXECUTE are not entries themselves, the prepared statement's runs are.
+-- Alternative outputs, as pg_stat_statements of each major records them:
+-- utility_1.out for 17 (DEALLOCATE is an entry, "DEALLOCATE $1"), utility_2.out
+-- for 18+ (also SET's constants normalized: "SET perfkit.track = $1").
 SELECT perfkit.reset();
 SET perfkit.track = 'top';
 

@@ -113,7 +113,7 @@ pk_adv_classify(PkAdvQual *aq)
 		}
 		return;
 	}
-	if (aq->q.kind == PK_QUAL_FILTER && aq->q.kept > PK_ADV_MAX_KEPT)
+	if (aq->q.kind == PK_QUAL_FILTER && aq->q.kept >= PK_ADV_MAX_KEPT)
 		return;
 	if (OidIsValid(btclass))
 	{

@@ -98,7 +98,7 @@ extern PlannedStmt *pk_whatif_plan(Query *query, const char *text, ParamListInfo
 extern bool pk_whatif_uses_candidate(PlannedStmt *pstmt);
 
 #define PK_ADV_MIN_PAGES		10		/* smaller tables get no index */
-#define PK_ADV_MAX_KEPT			0.5		/* filters keeping more than this share lead nothing */
+#define PK_ADV_MAX_KEPT			0.5		/* filters keeping this share of the rows or more lead nothing */
 #define PK_ADV_PREFIX_SHARE		0.9		/* a prefix with this share of the benefit wins */
 #define PK_ADV_PREFIX_SLACK		1.1		/* a longer index this close to its prefix replaces it */
 #define PK_ADV_REC_COLS			12
