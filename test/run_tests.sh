@@ -7,7 +7,8 @@
 #   - pg_isolation_regress  ISOLATION list                         (test/isolation/specs/NAME.spec,
 #                                                                   test/isolation/expected/NAME.out)
 #   - TAP                   test/t/*.pl, one prove run per file
-# Each regress test, isolation spec and TAP file counts as one unit. Each major ends with a line
+# Each regress test, isolation spec and TAP file counts as one unit, and so does a build without
+# compiler warnings (build/warnings). Each major ends with a line
 # `PostgreSQL N: N passed, N failed`, the whole run with `N passed, N failed`; the exit status is 0
 # only when nothing failed and something passed.
 # Environment: PG_MAJOR (`all`, the default: 15 16 17 18 19; or one major, or a list such as "15 18"),
@@ -191,7 +192,12 @@ pk_run_tap() {
 
 pk_traps
 pk_deps
-pk_build
+pk_server
+# A compiler warning in perfkit's own code fails the run like a failed test (unit build/warnings).
+build_log=$(mktemp)
+pk_build 2>&1 | tee "$build_log"
+if grep -q 'warning:' "$build_log"; then pk_result build/warnings fail; else pk_result build/warnings ok; fi
+rm -f "$build_log"
 pk_workdir
 PK_ASSERTS=1 pk_temp_install
 pk_stage_tests
