@@ -30,12 +30,24 @@
  * Every hook chains to the one installed before it.  No hook allocates
  * beyond the statement's memory, and none does I/O.
  *
+ * Preload order: a library listed after perfkit in shared_preload_libraries
+ * installs its hooks outside perfkit's, and may change what perfkit's hooks
+ * see; pg_stat_statements clears the query id of a utility statement before
+ * passing it on, and since it clears it in the statement itself, a utility
+ * statement prepared through the extended protocol (a cached plan) comes
+ * back without its id at every later execution, whatever the order.  So
+ * perfkit takes nothing from another hook on trust: the query id of a
+ * utility statement is remembered at parse analysis and found again in
+ * ProcessUtility, and the nesting level goes up around every tracked
+ * utility statement, recorded or not.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/parallel.h"
 #include "executor/executor.h"
+#include "common/hashfn.h"
 #include "executor/instrument.h"
 #include "parser/analyze.h"
 #include "tcop/utility.h"
@@ -54,6 +66,55 @@ static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/*
+ * Query ids of recent utility statements, for ProcessUtility when another
+ * hook cleared pstmt->queryId.  Direct-mapped by a hash of the statement's
+ * text, which parse analysis and execution see the same (a plan cache may
+ * copy the statement node, never its text).  A slot another statement took
+ * since loses that statement's id: it then runs unrecorded.
+ */
+#define PK_UTILITY_ID_SLOTS	64
+
+typedef struct PkUtilityId
+{
+	uint64		text_hash;
+	uint64		queryid;
+} PkUtilityId;
+
+static PkUtilityId pk_utility_ids[PK_UTILITY_ID_SLOTS];
+
+
+/* Hash of a statement's own part of its source text (never 0) */
+static uint64
+pk_statement_text_hash(const char *source, int location, int len)
+{
+	const char *text = CleanQuerytext(source ? source : "", &location, &len);
+	uint64		hash = hash_bytes_extended((const unsigned char *) text, len, 0);
+
+	return hash == 0 ? 1 : hash;
+}
+
+/* Remember the query id of a utility statement being parsed */
+static void
+pk_remember_utility_id(const char *source, Query *query)
+{
+	uint64		hash = pk_statement_text_hash(source, query->stmt_location, query->stmt_len);
+	PkUtilityId *slot = &pk_utility_ids[hash % PK_UTILITY_ID_SLOTS];
+
+	slot->text_hash = hash;
+	slot->queryid = query->queryId;
+}
+
+/* The remembered query id of a utility statement, 0 when forgotten */
+static uint64
+pk_recall_utility_id(const char *source, PlannedStmt *pstmt)
+{
+	uint64		hash = pk_statement_text_hash(source, pstmt->stmt_location, pstmt->stmt_len);
+	PkUtilityId *slot = &pk_utility_ids[hash % PK_UTILITY_ID_SLOTS];
+
+	return slot->text_hash == hash ? slot->queryid : UINT64CONST(0);
+}
 
 /* True when perfkit's shared memory exists and this level is tracked */
 static inline bool
@@ -77,11 +138,17 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, PkHookJumbleState *jstat
 
 	pk_nplusone_note_parse(query, pk_nesting_level);
 
-	if (!pk_active() || query->queryId == UINT64CONST(0))
+	if (query->queryId == UINT64CONST(0))
 		return;
 	/* only the utility statements ProcessUtility will record */
-	if (query->utilityStmt != NULL &&
-		(!pk_track_utility || !PK_TIMED_UTILITY(query->utilityStmt)))
+	if (query->utilityStmt != NULL)
+	{
+		if (!pk_track_utility || !PK_TIMED_UTILITY(query->utilityStmt))
+			return;
+		if (pk_shmem_attached)
+			pk_remember_utility_id(pstate->p_sourcetext, query);
+	}
+	if (!pk_active())
 		return;
 	/* without constants the text needs no normalizing: ExecutorEnd creates it */
 	if (jstate == NULL || jstate->clocations_count == 0)
@@ -256,6 +323,26 @@ pk_next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
+/* Run the next ProcessUtility one nesting level deeper */
+static void
+pk_nested_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	pk_nesting_level++;
+	PG_TRY();
+	{
+		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							   params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		pk_nesting_level--;
+	}
+	PG_END_TRY();
+}
+
 /* Time a utility statement (DDL, COPY, ...) when perfkit.track_utility is on */
 static void
 pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -274,32 +361,35 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	PkExecution exec;
 	PkStatsKey	key;
 
+	bool		timed = pk_track_utility && PK_TIMED_UTILITY(pstmt->utilityStmt);
+
+	/* another hook (pg_stat_statements) cleared the id */
+	if (queryid == UINT64CONST(0) && timed && pk_shmem_attached)
+		queryid = pk_recall_utility_id(queryString, pstmt);
+
 	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
 		pk_nplusone_note_toplevel(queryid);
 
 	pk_redis_utility(pstmt);
 
-	if (!pk_track_utility || !pk_active() || queryid == UINT64CONST(0) ||
-		!PK_TIMED_UTILITY(pstmt->utilityStmt))
+	if (!timed)
 	{
 		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 							   params, queryEnv, dest, qc);
 		return;
 	}
+	/* statements run inside it are nested, whether it is recorded or not */
+	if (!pk_active() || queryid == UINT64CONST(0))
+	{
+		pk_nested_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		return;
+	}
 
 	bufstart = pgBufferUsage;
 	INSTR_TIME_SET_CURRENT(start);
-	pk_nesting_level++;
-	PG_TRY();
-	{
-		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							   params, queryEnv, dest, qc);
-	}
-	PG_FINALLY();
-	{
-		pk_nesting_level--;
-	}
-	PG_END_TRY();
+	pk_nested_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 
