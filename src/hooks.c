@@ -80,6 +80,7 @@ typedef struct PkUtilityId
 {
 	uint64		text_hash;
 	uint64		queryid;
+	NodeTag		tag;			/* of the utility statement */
 } PkUtilityId;
 
 static PkUtilityId pk_utility_ids[PK_UTILITY_ID_SLOTS];
@@ -104,16 +105,24 @@ pk_remember_utility_id(const char *source, Query *query)
 
 	slot->text_hash = hash;
 	slot->queryid = query->queryId;
+	slot->tag = nodeTag(query->utilityStmt);
 }
 
-/* The remembered query id of a utility statement, 0 when forgotten */
+/*
+ * The remembered query id of a utility statement, 0 when forgotten.  The
+ * node tag tells the statement from the subcommands it runs with the same
+ * text (CREATE TABLE's CREATE SEQUENCE for a serial column), which have no
+ * query id of their own.
+ */
 static uint64
 pk_recall_utility_id(const char *source, PlannedStmt *pstmt)
 {
 	uint64		hash = pk_statement_text_hash(source, pstmt->stmt_location, pstmt->stmt_len);
 	PkUtilityId *slot = &pk_utility_ids[hash % PK_UTILITY_ID_SLOTS];
 
-	return slot->text_hash == hash ? slot->queryid : UINT64CONST(0);
+	if (slot->text_hash != hash || slot->tag != nodeTag(pstmt->utilityStmt))
+		return UINT64CONST(0);
+	return slot->queryid;
 }
 
 /* True when perfkit's shared memory exists and this level is tracked */
@@ -363,8 +372,9 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	bool		timed = pk_track_utility && PK_TIMED_UTILITY(pstmt->utilityStmt);
 
-	/* another hook (pg_stat_statements) cleared the id */
-	if (queryid == UINT64CONST(0) && timed && pk_shmem_attached)
+	/* another hook (pg_stat_statements) cleared the id; subcommands never had one */
+	if (queryid == UINT64CONST(0) && timed && pk_shmem_attached &&
+		context != PROCESS_UTILITY_SUBCOMMAND)
 		queryid = pk_recall_utility_id(queryString, pstmt);
 
 	if (pk_nesting_level == 0 && PK_TIMED_UTILITY(pstmt->utilityStmt))
