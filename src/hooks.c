@@ -85,7 +85,6 @@ typedef struct PkUtilityId
 
 static PkUtilityId pk_utility_ids[PK_UTILITY_ID_SLOTS];
 
-
 /* Hash of a statement's own part of its source text (never 0) */
 static uint64
 pk_statement_text_hash(const char *source, int location, int len)

@@ -384,19 +384,19 @@ FAILED_TX=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$PK_WO
 ABORTED=$(grep -c 'aborted in command\|client .* aborted' "$PK_WORK/pgbench.log" || true)
 read -r STMTS_TOP STMTS_ALL < <(soak_value "SELECT sum(calls) FILTER (WHERE toplevel), sum(calls)
 	FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'soak')" | tr '|' ' ')
-# BEGIN and END, prepared by pgbench -M prepared, are left out of the calls comparison:
+# BEGIN and END (COMMIT from 16 on), prepared by pgbench -M prepared, are left out of the calls comparison:
 # pg_stat_statements counts them at their first execution per client only (see TAP 053)
 read -r SHARED MISMATCH ONLY_PK ONLY_PGSS < <(soak_value "
 	SELECT count(*) FILTER (WHERE p.queryid IS NOT NULL AND s.queryid IS NOT NULL),
 	       count(*) FILTER (WHERE p.queryid IS NOT NULL AND s.queryid IS NOT NULL AND p.calls <> s.calls
-	                          AND p.query NOT IN ('BEGIN', 'END')),
+	                          AND p.query NOT IN ('BEGIN', 'END', 'COMMIT')),
 	       count(*) FILTER (WHERE s.queryid IS NULL),
 	       count(*) FILTER (WHERE p.queryid IS NULL)
 	  FROM perfkit.statements p FULL JOIN pg_stat_statements s USING (userid, dbid, queryid, toplevel)" | tr '|' ' ')
 MISMATCH_ROWS=$(soak_value "
 	SELECT left(coalesce(p.query, s.query), 70) || ': perfkit ' || p.calls || ', pgss ' || s.calls
 	  FROM perfkit.statements p JOIN pg_stat_statements s USING (userid, dbid, queryid, toplevel)
-	 WHERE p.calls <> s.calls AND p.query NOT IN ('BEGIN', 'END') LIMIT 10")
+	 WHERE p.calls <> s.calls AND p.query NOT IN ('BEGIN', 'END', 'COMMIT') LIMIT 10")
 read -r PK_ENTRIES PK_EVICTIONS PK_DROPPED < <(soak_value "SELECT statements, evictions, dropped FROM perfkit.info" | tr '|' ' ')
 read -r SLOW_CAPTURED SLOW_CALLS < <(soak_value "SELECT (SELECT count(*) FROM perfkit.slow_queries),
 	(SELECT sum(slow_calls) FROM perfkit.statements)" | tr '|' ' ')
