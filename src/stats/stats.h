@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * stats.h
- *	  Shared-memory table of per-statement statistics.
+ *	  Per-statement statistics: a shared-memory table (stats.c) fed by each
+ *	  backend's pending figures (stats_pending.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +40,7 @@ extern bool pk_track_utility;
 extern bool pk_save;
 extern int	pk_max_statements;
 extern int	pk_max_query_length;
+extern int	pk_stats_flush_interval;
 
 extern void pk_stats_init(void);
 extern Size pk_stats_shmem_size(void);
@@ -49,6 +51,7 @@ extern void pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jsta
 								  const char *source, int location, int len);
 extern void pk_stats_record(const PkStatsKey *key, const char *source,
 							int location, int len, const PkExecution *exec);
+extern void pk_stats_flush(void);
 extern void pk_stats_reset(void);
 extern int64 pk_stats_calls(Oid userid, Oid dbid, uint64 queryid);
 
