@@ -175,17 +175,6 @@ pk_stats_calls(Oid userid, Oid dbid, uint64 queryid)
 	return calls;
 }
 
-/* Build the key of the current role and database for a query id */
-void
-pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel)
-{
-	memset(key, 0, sizeof(PkStatsKey));
-	key->userid = GetUserId();
-	key->dbid = MyDatabaseId;
-	key->queryid = queryid;
-	key->toplevel = toplevel;
-}
-
 /* qsort comparator: entries by ascending usage */
 static int
 pk_compare_usage(const void *a, const void *b)

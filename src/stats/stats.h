@@ -11,6 +11,7 @@
 
 #include "core/core.h"
 
+#include "miscadmin.h"
 #include "utils/timestamp.h"
 
 
@@ -46,7 +47,17 @@ extern void pk_stats_init(void);
 extern Size pk_stats_shmem_size(void);
 extern bool pk_stats_shmem_init(void);
 extern void pk_stats_require_loaded(void);
-extern void pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel);
+/* Build the key of the current role and database for a query id */
+static inline void
+pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel)
+{
+	memset(key, 0, sizeof(PkStatsKey));
+	key->userid = GetUserId();
+	key->dbid = MyDatabaseId;
+	key->queryid = queryid;
+	key->toplevel = toplevel;
+}
+
 extern void pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jstate,
 								  const char *source, int location, int len);
 extern void pk_stats_record(const PkStatsKey *key, const char *source,
