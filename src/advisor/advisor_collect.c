@@ -214,7 +214,9 @@ pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level)
 		queryDesc->plannedstmt->queryId == UINT64CONST(0) ||
 		(cmd != CMD_SELECT && cmd != CMD_UPDATE && cmd != CMD_DELETE))
 		return;
-	if (pk_adv_skip > 0 && pk_adv_skip_rate == pk_advisor_sample_rate)
+	if (pk_adv_skip_rate != pk_advisor_sample_rate)
+		pk_adv_skip = pk_adv_next_skip();
+	if (pk_adv_skip > 0)
 	{
 		pk_adv_skip--;
 		return;

@@ -11,6 +11,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PerfkitStats;    # wait_for_flushes
+
 my $node = PostgreSQL::Test::Cluster->new('stats_flush');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
@@ -31,15 +35,6 @@ sub calls_of
 	my ($prefix) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT sum(calls) FROM perfkit.statements WHERE query LIKE '$prefix%'");
-}
-
-# Wait until no client backend but the caller's is connected: a backend's exit flush has run
-# by the time it leaves pg_stat_activity.
-sub wait_alone
-{
-	return $node->poll_query_until('postgres',
-		q{SELECT count(*) = 0 FROM pg_stat_activity
-		   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()});
 }
 
 $node->safe_psql('postgres', 'SELECT perfkit.reset()');
@@ -79,7 +74,7 @@ $node->safe_psql('postgres', q{
 	SELECT n + 1 FROM t WHERE id = 4;
 });
 $idle->quit;
-ok(wait_alone(), 'the sessions ended');
+ok(wait_for_flushes($node), 'the sessions ended');
 is(calls_of('SELECT n + $1 FROM t'), '4', 'a backend that exits normally loses nothing');
 
 # 4. So does a terminated one.
@@ -90,7 +85,7 @@ my $victim_pid = $victim->query_safe('SELECT pg_backend_pid()');
 $victim_pid =~ s/\s+//g;
 is(calls_of('SELECT n * $1 FROM t'), '', 'the figures are still pending in the victim');
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($victim_pid)");
-ok(wait_alone(), 'the terminated backend is gone');
+ok(wait_for_flushes($node), 'the terminated backend is gone');
 is(calls_of('SELECT n * $1 FROM t'), '7', 'pg_terminate_backend loses nothing either');
 eval { $victim->quit };
 
@@ -98,7 +93,9 @@ eval { $victim->quit };
 my $keeper = $node->background_psql('postgres');
 $keeper->query_safe(q{SET perfkit.stats_flush_interval = '1min'});
 $keeper->query_safe(q{SELECT n - 1 FROM t WHERE id = 6}) for 1 .. 5;
-my $churn = join("\n", q{SET perfkit.stats_flush_interval = 0;}, map { "SELECT $_ AS c$_;" } 1 .. 300);
+# 300 shapes: SELECT 1 + 1, SELECT 1 + 1 + 1, ... (each with a query id of its own)
+my $churn = join("\n", q{SET perfkit.stats_flush_interval = 0;},
+	map { 'SELECT 1' . (' + 1' x $_) . ';' } 1 .. 300);
 $node->safe_psql('postgres', $churn);
 cmp_ok($node->safe_psql('postgres', 'SELECT evictions FROM perfkit.info'), '>', 0,
 	'the table evicted entries');
@@ -106,7 +103,7 @@ is( $keeper->query_safe(q{SELECT calls || ' ' || query FROM perfkit.statements W
 	"5 SELECT n - \$1 FROM t WHERE id = \$2",
 	'the evicted entry came back with its normalized text and every pending call');
 $keeper->quit;
-ok(wait_alone(), 'the keeper ended');
+ok(wait_for_flushes($node), 'the keeper ended');
 
 # 6. Many pgbench clients at the default interval: exact counts once they have gone.
 $node->safe_psql('postgres', 'SELECT perfkit.reset()');
@@ -126,7 +123,7 @@ SELECT n FROM t WHERE id = :k;
 END;
 }
 	});
-ok(wait_alone(), 'the clients are gone');
+ok(wait_for_flushes($node), 'the clients are gone');
 my $total = $clients * $transactions;
 is( $node->safe_psql('postgres', q{
 	SELECT string_agg(calls::text, ' ' ORDER BY query) FROM perfkit.statements
