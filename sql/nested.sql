@@ -44,3 +44,14 @@ SELECT query, calls, rows, toplevel
   FROM perfkit.statements
  WHERE query LIKE '%nest_log%' OR query LIKE 'UPDATE nest_t%' OR query LIKE 'INSERT INTO nest_t%'
  ORDER BY toplevel, query COLLATE "C";
+
+-- With utility statements not recorded, a DO block still nests its statements (as
+-- pg_stat_statements does from 17 on): they are not the client's.
+SELECT perfkit.reset();
+SET perfkit.track_utility = off;
+DO $$ BEGIN UPDATE nest_t SET v = v + 1 WHERE id = 7; END $$;
+RESET perfkit.track_utility;
+SELECT query, calls, toplevel
+  FROM perfkit.statements
+ WHERE query LIKE 'UPDATE nest_t%' OR query LIKE 'DO %'
+ ORDER BY toplevel, query COLLATE "C";

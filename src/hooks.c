@@ -381,14 +381,18 @@ pk_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	pk_redis_utility(pstmt);
 
-	if (!timed)
+	/*
+	 * Statements run inside a utility statement are nested, whether it is
+	 * recorded or not (as pg_stat_statements does from 17 on); but not
+	 * inside EXECUTE or PREPARE, whose statement is the client's own.
+	 */
+	if (!timed && (IsA(pstmt->utilityStmt, ExecuteStmt) || IsA(pstmt->utilityStmt, PrepareStmt)))
 	{
 		pk_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 							   params, queryEnv, dest, qc);
 		return;
 	}
-	/* statements run inside it are nested, whether it is recorded or not */
-	if (!pk_active() || queryid == UINT64CONST(0))
+	if (!timed || !pk_active() || queryid == UINT64CONST(0))
 	{
 		pk_nested_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								 params, queryEnv, dest, qc);
