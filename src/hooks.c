@@ -144,7 +144,7 @@ pk_post_parse_analyze(ParseState *pstate, Query *query, PkHookJumbleState *jstat
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
 
-	pk_nplusone_note_parse(query, pk_nesting_level);
+	pk_nplusone_note_parse(pstate, query, jstate, pk_nesting_level);
 
 	if (query->queryId == UINT64CONST(0))
 		return;

@@ -15,14 +15,36 @@
  * call) as its parent.  A statement repeated with the same values each
  * time is reported too, unconfirmed, as a caching smell.
  *
- * Per backend, all in fixed-size arrays (O(1) work per statement):
+ * Per backend, all in fixed-size arrays (O(1) work per statement, nothing
+ * allocated):
  *	- parents: the last NPLUSONE_PARENTS row-returning statements, each with a
  *	  small open-addressing set of hashes of the values in its first
- *	  NPLUSONE_CAPTURE_ROWS rows, filled by a DestReceiver tap while rows flow;
+ *	  NPLUSONE_CAPTURE_ROWS rows, filled by a DestReceiver tap while rows flow
+ *	  (the tap hashes, it copies nothing);
  *	- trackers: NPLUSONE_TRACKERS (parent, repeated statement) loops in progress;
- *	- per nesting level, the constants of the statement just parsed, and a
- *	  cache of which PL/pgSQL parameters each statement reads.
- * Nothing here allocates per statement beyond the executor's own memory.
+ *	- per statement fingerprint (a small direct-mapped table), what identified
+ *	  its previous execution's values, to tell an identical repeat;
+ *	- per nesting level, a memo of the statement just parsed (its constants,
+ *	  or only a hash of their text), and a cache of which PL/pgSQL parameters
+ *	  each statement reads;
+ *	- bit masks of the parent slots in use, of the parents still being
+ *	  filled and of the trackers in use, so that an idle structure costs
+ *	  nothing to skip.
+ *
+ * The cheap path.  Most statements cannot be a step of a loop: no remembered
+ * parent of another fingerprint is live (same transaction, or within
+ * nplusone_max_gap in autocommit) and no loop of theirs is in progress.
+ * Those statements never read their values: at parse analysis the constants
+ * are collected (a walk of the whole Query) only when a live parent exists,
+ * when the statement may read PL/pgSQL parameters, or when the text of its
+ * constants hashes as its previous execution's did (an identical repeat,
+ * whose values the sample shows).  Otherwise the statement is identified by
+ * that text hash alone: same fingerprint and same text of the constants
+ * means same values (two texts that differ only in spacing or comments
+ * after the first constant count as different values).  At the end such a
+ * statement only compares the hash with the previous one and leaves.  Bind
+ * parameters are hashed, never copied; values are kept in full only for the
+ * sample of a new pattern.
  *
  * Shared memory holds one entry per pattern (role, database, parent,
  * repeated statement, application_name, confirmed), under its own LWLock:
@@ -43,6 +65,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
+#include "port/pg_bitutils.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
@@ -64,6 +87,10 @@
 #define NPLUSONE_LEVELS			8	/* nesting levels with their own parse memo */
 #define NPLUSONE_SHAPES			64	/* statements whose PL/pgSQL parameters are cached */
 #define NPLUSONE_IDENTICAL_SPAN	4	/* statements between two identical repeats, at most */
+
+/* parents and trackers in use are kept as bits of a uint32 */
+StaticAssertDecl(NPLUSONE_PARENTS <= 32 && NPLUSONE_TRACKERS <= 32,
+				 "parent and tracker masks are 32 bits wide");
 
 /* One parameter value: its hash, and enough of it to show in a sample */
 typedef struct NplusoneValue
@@ -98,10 +125,9 @@ typedef struct NplusoneParent
 	uint16		used[NPLUSONE_VALUES_FILL];	/* positions filled, to empty the set cheaply */
 } NplusoneParent;
 
-/* A loop being followed: a repeated statement after a parent */
+/* A loop being followed: a repeated statement after a parent (in use: nplusone_tracker_mask) */
 typedef struct NplusoneTracker
 {
-	bool		used;
 	bool		identical;		/* same values every time (no parent) */
 	int			parent;			/* index in nplusone_parents, -1 for identical */
 	uint32		parent_generation;
@@ -117,12 +143,33 @@ typedef struct NplusoneTracker
 	uint64		last_seq;		/* nplusone_seq at the latest execution */
 } NplusoneTracker;
 
-/* Constants of the statement just parsed at one nesting level */
+/* What parse analysis learned of the statement just parsed at one nesting level */
 typedef struct NplusoneParseMemo
 {
-	uint64		queryid;
-	NplusoneValues	values;
+	uint64		queryid;		/* 0 = none, or consumed by its execution */
+	bool		by_text;		/* identified by text_hash (else by its values) */
+	uint32		text_hash;		/* hash of the text of its constants */
+	NplusoneValues	values;		/* its constants, when they were collected */
 } NplusoneParseMemo;
+
+/* The values of one execution as the rules see them: hashes, and what identifies them */
+typedef struct NplusoneExec
+{
+	int			n;				/* hashes in hash[] */
+	uint32		hash[NPLUSONE_MAX_POS];	/* of the values, matched against parents' */
+	bool		by_text;		/* identified by text_hash rather than by hash[] */
+	uint32		text_hash;		/* hash of the text of the constants */
+	const NplusoneValues *sample;	/* constants kept in full for a sample, or NULL */
+} NplusoneExec;
+
+/* What identified the previous execution of a statement, to tell an identical repeat */
+typedef struct NplusoneLast
+{
+	uint64		queryid;		/* 0 = free */
+	bool		by_text;		/* hash[0] is a text hash (n = 1) */
+	int			n;
+	uint32		hash[NPLUSONE_MAX_POS];
+} NplusoneLast;
 
 /* Which PL/pgSQL (fetched) parameters a statement reads */
 typedef struct NplusoneShape
@@ -190,6 +237,11 @@ static NplusoneParseMemo nplusone_parse_memo[NPLUSONE_LEVELS];
  */
 static NplusoneTap nplusone_taps[NPLUSONE_LEVELS];
 static NplusoneShape nplusone_shapes[NPLUSONE_SHAPES];
+static NplusoneLast nplusone_last[NPLUSONE_SHAPES];
+static uint32 nplusone_parent_mask = 0;	/* parent slots filled (queryid set) */
+static uint32 nplusone_owned_mask = 0;	/* parents with an owner (still being filled) */
+static uint32 nplusone_tracker_mask = 0;	/* trackers in use */
+static uint32 nplusone_hash_hi0 = 0;	/* murmurhash32(0x9e3779b9): high half 0 of an integer, set at init */
 static uint64 nplusone_top_queryid = 0;	/* client statement now running */
 static uint64 nplusone_statements_started = 0;	/* client statements started in this backend */
 static uint64 nplusone_quiet_statement = 0;	/* the one of them whose loops are perfkit's own */
@@ -218,6 +270,8 @@ static const struct config_enum_entry pk_log_level_options[] = {
 	{NULL, 0, false}
 };
 
+static void nplusone_init_taps(void);
+
 /* Register the N+1 settings (from _PG_init) */
 void
 pk_nplusone_init(void)
@@ -242,6 +296,8 @@ pk_nplusone_init(void)
 							"Number of N+1 patterns kept; the one seen longest ago makes room for a new one.",
 							NULL, &pk_nplusone_max_patterns, 1000, 10, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	nplusone_init_taps();
+	nplusone_hash_hi0 = murmurhash32(0x9e3779b9);
 }
 
 /* Shared memory needed for the patterns */
@@ -281,12 +337,23 @@ nplusone_active(void)
 	return pk_nplusone_enabled && pk_nplusone_state != NULL && !IsParallelWorker();
 }
 
+/* Hash of an integer: of every width alike, so an int4 key matches an int8 parameter; never 0 */
+static inline uint32
+nplusone_hash_int(int64 i)
+{
+	uint32		hi = (uint32) ((uint64) i >> 32);
+
+	return (murmurhash32((uint32) i) ^
+			(hi == 0 ? nplusone_hash_hi0 : murmurhash32(hi + 0x9e3779b9))) | 1;
+}
+
 /*
- * Fill *out from a datum of a key-like type (integers, text, uuid); false
- * for other types and for values we will not detoast.
+ * Hash a datum of a key-like type (integers, text, uuid) into *hash, and
+ * when keep is not NULL keep enough of it for a sample; false for other
+ * types and for values we will not detoast.
  */
 static bool
-nplusone_value_from_datum(Datum d, Oid type, NplusoneValue *out)
+nplusone_hash_datum(Datum d, Oid type, uint32 *hash, NplusoneValue *keep)
 {
 	int64		i;
 	const char *p;
@@ -294,14 +361,14 @@ nplusone_value_from_datum(Datum d, Oid type, NplusoneValue *out)
 
 	switch (type)
 	{
-		case INT2OID:
-			i = DatumGetInt16(d);
-			break;
 		case INT4OID:
 			i = DatumGetInt32(d);
 			break;
 		case INT8OID:
 			i = DatumGetInt64(d);
+			break;
+		case INT2OID:
+			i = DatumGetInt16(d);
 			break;
 		case OIDOID:
 			i = DatumGetObjectId(d);
@@ -323,27 +390,45 @@ nplusone_value_from_datum(Datum d, Oid type, NplusoneValue *out)
 			len = strlen(p);
 			goto bytes;
 		case UUIDOID:
-			p = (const char *) DatumGetPointer(d);
-			len = 16;
-			out->is_int = false;
-			out->hash = hash_bytes((const unsigned char *) p, len);
-			out->tlen = 0;
+			*hash = hash_bytes((const unsigned char *) DatumGetPointer(d), 16);
+			if (keep != NULL)
+			{
+				keep->is_int = false;
+				keep->tlen = 0;
+			}
 			return true;
 		default:
 			return false;
 	}
-	/* integers of every width hash alike, so an int4 key matches an int8 parameter */
-	out->is_int = true;
-	out->ival = i;
-	out->hash = (murmurhash32((uint32) i) ^ murmurhash32((uint32) ((uint64) i >> 32) + 0x9e3779b9)) | 1;
+	*hash = nplusone_hash_int(i);
+	if (keep != NULL)
+	{
+		keep->is_int = true;
+		keep->ival = i;
+	}
 	return true;
 
 bytes:
-	out->is_int = false;
-	out->hash = hash_bytes((const unsigned char *) p, len) | 1;
-	out->tlen = Min(len, NPLUSONE_TEXT_KEEP);
-	memcpy(out->text, p, out->tlen);
+	*hash = hash_bytes((const unsigned char *) p, len) | 1;
+	if (keep != NULL)
+	{
+		keep->is_int = false;
+		keep->tlen = Min(len, NPLUSONE_TEXT_KEEP);
+		memcpy(keep->text, p, keep->tlen);
+	}
 	return true;
+}
+
+/* Hash of a key-like datum, integers without a call: false for other types */
+static inline bool
+nplusone_hash_key(Datum d, Oid type, uint32 *hash)
+{
+	if (type == INT4OID)
+	{
+		*hash = nplusone_hash_int(DatumGetInt32(d));
+		return true;
+	}
+	return nplusone_hash_datum(d, type, hash, NULL);
 }
 
 /* Walker: collect literal constants and PL/pgSQL parameter references */
@@ -361,10 +446,11 @@ nplusone_collect_walker(Node *node, NplusoneCollect *c)
 	if (IsA(node, Const))
 	{
 		Const	   *k = (Const *) node;
+		NplusoneValue *v = &c->consts->v[c->consts->n];
 
 		/* only constants written in the text (implicit ones have no location) */
 		if (k->location >= 0 && !k->constisnull && c->consts->n < NPLUSONE_MAX_POS &&
-			nplusone_value_from_datum(k->constvalue, k->consttype, &c->consts->v[c->consts->n]))
+			nplusone_hash_datum(k->constvalue, k->consttype, &v->hash, v))
 			c->consts->n++;
 		return false;
 	}
@@ -386,21 +472,104 @@ nplusone_collect_walker(Node *node, NplusoneCollect *c)
 	return expression_tree_walker(node, nplusone_collect_walker, c);
 }
 
-/* post_parse_analyze: remember the statement's constants and parameter references */
-void
-pk_nplusone_note_parse(Query *query, int level)
+/*
+ * True when something that happened at "last" in transaction lxid belongs to
+ * the same loop as now: the same transaction, or, when it was not inside a
+ * transaction block (autocommit), a pause of at most nplusone_max_gap.
+ */
+static inline bool
+nplusone_same_loop(LocalTransactionId lxid, bool in_block, TimestampTz last, TimestampTz now)
 {
-	NplusoneParseMemo *memo;
-	NplusoneShape		shape;
-	NplusoneCollect	c;
+	return lxid == PK_MY_LXID ||
+		(!in_block && (now - last) <= (int64) pk_nplusone_max_gap * 1000);
+}
 
-	if (!nplusone_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL ||
-		level >= NPLUSONE_LEVELS)
-		return;
+/* True when a parent of another statement holds values and is in the same loop window as now */
+static inline bool
+nplusone_live_parent(uint64 queryid, TimestampTz now)
+{
+	for (uint32 m = nplusone_parent_mask; m != 0; m &= m - 1)
+	{
+		const NplusoneParent *p = &nplusone_parents[pg_rightmost_one_pos32(m)];
 
-	memo = &nplusone_parse_memo[level];
-	memo->queryid = query->queryId;
-	memo->values.n = 0;
+		if (p->queryid != queryid && p->nvalues > 0 &&
+			nplusone_same_loop(p->lxid, p->in_block, p->last_activity, now))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A cheap hash of text[first, end), eight bytes at a time, only ever compared
+ * for equality; the last word may reach back before first (never before the
+ * text), which only makes the comparison stricter.
+ */
+static inline uint32
+nplusone_hash_text(const char *text, int first, int end)
+{
+	uint64		h = (uint64) (end - first);
+	uint64		w = 0;
+	int			pos;
+
+	for (pos = first; pos + 8 <= end; pos += 8)
+	{
+		memcpy(&w, text + pos, 8);
+		h = (h ^ w) * UINT64CONST(0x9e3779b97f4a7c15);
+		h ^= h >> 29;
+	}
+	if (pos < end)
+	{
+		if (end >= 8)
+			memcpy(&w, text + end - 8, 8);
+		else
+			for (w = 0; pos < end; pos++)
+				w = (w << 8) | (unsigned char) text[pos];
+		h = (h ^ w) * UINT64CONST(0x9e3779b97f4a7c15);
+	}
+	h ^= h >> 32;
+	return (uint32) h;
+}
+
+/*
+ * Hash of the text of a statement's constants: from the first constant the
+ * jumbler recorded (the words before it hold none) to the statement's end.
+ */
+static uint32
+nplusone_text_hash(const char *text, const Query *query, PkHookJumbleState *jstate)
+{
+	int			start = query->stmt_location >= 0 ? query->stmt_location : 0;
+	int			end;
+	int			first;
+
+	if (query->stmt_location >= 0 && query->stmt_len > 0)
+		end = start + query->stmt_len;
+	else
+		end = start + strlen(text + start);
+	first = end;
+	for (int i = 0; i < jstate->clocations_count; i++)
+		if (jstate->clocations[i].location >= start && jstate->clocations[i].location < first)
+			first = jstate->clocations[i].location;
+	if (first == end)
+		first = start;			/* no location inside the statement: hash all of it */
+	return nplusone_hash_text(text, first, end);
+}
+
+/* True when the previous execution of the statement had this text of constants */
+static inline bool
+nplusone_same_text_as_last(uint64 queryid, uint32 text_hash)
+{
+	const NplusoneLast *last = &nplusone_last[queryid % NPLUSONE_SHAPES];
+
+	return last->queryid == queryid && last->by_text && last->hash[0] == text_hash;
+}
+
+/* Walk the Query: its constants into the memo, the PL/pgSQL parameters it reads into the shape cache */
+static pg_noinline void
+nplusone_collect(Query *query, NplusoneParseMemo *memo)
+{
+	NplusoneShape shape;
+	NplusoneCollect c;
+
 	memset(&shape, 0, sizeof(shape));
 	c.consts = &memo->values;
 	c.shape = &shape;
@@ -411,6 +580,44 @@ pk_nplusone_note_parse(Query *query, int level)
 		shape.queryid = query->queryId;
 		nplusone_shapes[query->queryId % NPLUSONE_SHAPES] = shape;
 	}
+}
+
+/*
+ * post_parse_analyze: note how to identify the statement's values and, only
+ * when they may matter (a live parent, a possible identical repeat, PL/pgSQL
+ * parameters), collect its constants and parameter references.
+ */
+void
+pk_nplusone_note_parse(ParseState *pstate, Query *query, PkHookJumbleState *jstate, int level)
+{
+	NplusoneParseMemo *memo;
+
+	if (!nplusone_active() || query->queryId == UINT64CONST(0) || query->utilityStmt != NULL ||
+		level >= NPLUSONE_LEVELS)
+		return;
+
+	memo = &nplusone_parse_memo[level];
+	memo->queryid = query->queryId;
+	memo->values.n = 0;
+	/* without a jumble state or a text, identify by the values, as collected below */
+	memo->by_text = false;
+	if (jstate != NULL && jstate->clocations_count == 0)
+	{
+		/* no constant in the text: nothing to collect, unless parameters */
+		if (pstate->p_paramref_hook == NULL)
+			return;
+	}
+	else if (jstate != NULL && pstate->p_sourcetext != NULL)
+	{
+		memo->by_text = true;
+		memo->text_hash = nplusone_text_hash(pstate->p_sourcetext, query, jstate);
+		if (pstate->p_paramref_hook == NULL &&
+			!nplusone_same_text_as_last(query->queryId, memo->text_hash) &&
+			!nplusone_live_parent(query->queryId, GetCurrentStatementStartTimestamp()))
+			return;				/* the cheap path: the values cannot matter */
+	}
+	/* else no jumble state or no text: identified by the values collected here */
+	nplusone_collect(query, memo);
 }
 
 /* A statement sent by the client starts: loops inside it report it as their parent */
@@ -472,16 +679,13 @@ nplusone_tap_receive(TupleTableSlot *slot, DestReceiver *self)
 	{
 		TupleDesc	desc = slot->tts_tupleDescriptor;
 		int			ncols = Min(desc->natts, NPLUSONE_CAPTURE_COLS);
+		uint32		hash;
 
 		slot_getsomeattrs(slot, ncols);
 		for (int i = 0; i < ncols; i++)
-		{
-			NplusoneValue		v;
-
 			if (!slot->tts_isnull[i] &&
-				nplusone_value_from_datum(slot->tts_values[i], TupleDescAttr(desc, i)->atttypid, &v))
-				nplusone_parent_add(p, v.hash);
-		}
+				nplusone_hash_key(slot->tts_values[i], TupleDescAttr(desc, i)->atttypid, &hash))
+				nplusone_parent_add(p, hash);
 	}
 	return tap->inner->receiveSlot(slot, tap->inner);
 }
@@ -510,13 +714,49 @@ nplusone_tap_destroy(DestReceiver *self)
 {
 }
 
+/* Set the callbacks of the static taps once */
+static void
+nplusone_init_taps(void)
+{
+	for (int i = 0; i < NPLUSONE_LEVELS; i++)
+	{
+		nplusone_taps[i].pub.receiveSlot = nplusone_tap_receive;
+		nplusone_taps[i].pub.rStartup = nplusone_tap_startup;
+		nplusone_taps[i].pub.rShutdown = nplusone_tap_shutdown;
+		nplusone_taps[i].pub.rDestroy = nplusone_tap_destroy;
+	}
+}
+
 /* Forget every loop that was following a parent slot */
 static void
 nplusone_close_trackers_of(int parent)
 {
-	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
-		if (nplusone_trackers[i].used && nplusone_trackers[i].parent == parent)
-			nplusone_trackers[i].used = false;
+	for (uint32 m = nplusone_tracker_mask; m != 0; m &= m - 1)
+	{
+		int			i = pg_rightmost_one_pos32(m);
+
+		if (nplusone_trackers[i].parent == parent)
+			nplusone_tracker_mask &= ~((uint32) 1 << i);
+	}
+}
+
+/* The parent slot a new execution of queryid fills: its previous one, a free one, else the least recently active */
+static int
+nplusone_parent_slot(uint64 queryid)
+{
+	int			free_slot = -1;
+	int			oldest = 0;
+
+	for (int i = 0; i < NPLUSONE_PARENTS; i++)
+	{
+		if (nplusone_parents[i].queryid == queryid)
+			return i;
+		if (free_slot < 0 && nplusone_parents[i].queryid == 0)
+			free_slot = i;
+		if (nplusone_parents[i].last_activity < nplusone_parents[oldest].last_activity)
+			oldest = i;
+	}
+	return free_slot >= 0 ? free_slot : oldest;
 }
 
 /*
@@ -526,7 +766,7 @@ nplusone_close_trackers_of(int parent)
 DestReceiver *
 pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid)
 {
-	NplusoneParent   *p = NULL;
+	NplusoneParent   *p;
 	int			slot = -1;
 	NplusoneTap	   *tap;
 
@@ -536,38 +776,31 @@ pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid)
 		return NULL;
 
 	/* a cursor fetched again keeps filling its slot */
-	for (int i = 0; i < NPLUSONE_PARENTS; i++)
+	for (uint32 m = nplusone_owned_mask; m != 0; m &= m - 1)
+	{
+		int			i = pg_rightmost_one_pos32(m);
+
 		if (nplusone_parents[i].owner == queryDesc && nplusone_parents[i].queryid == queryid)
 		{
 			slot = i;
 			break;
 		}
+	}
 	if (slot < 0)
 	{
-		/* the same statement's previous values, else the least recently active */
-		for (int i = 0; i < NPLUSONE_PARENTS && slot < 0; i++)
-			if (nplusone_parents[i].queryid == queryid)
-				slot = i;
-		for (int i = 0; i < NPLUSONE_PARENTS && slot < 0; i++)
-			if (nplusone_parents[i].queryid == 0)
-				slot = i;
-		if (slot < 0)
-		{
-			slot = 0;
-			for (int i = 1; i < NPLUSONE_PARENTS; i++)
-				if (nplusone_parents[i].last_activity < nplusone_parents[slot].last_activity)
-					slot = i;
-		}
+		slot = nplusone_parent_slot(queryid);
 		nplusone_close_trackers_of(slot);
 		p = &nplusone_parents[slot];
 		for (int i = 0; i < p->nvalues; i++)
 			p->values[p->used[i]] = 0;
 		p->nvalues = 0;
+		nplusone_parent_mask |= (uint32) 1 << slot;
 		p->rows_seen = 0;
 		p->queryid = queryid;
 		p->report_queryid = pk_nesting_level == 0 ? queryid : nplusone_top_queryid;
 		p->generation = ++nplusone_generation;
 		p->owner = queryDesc;
+		nplusone_owned_mask |= (uint32) 1 << slot;
 		p->lxid = PK_MY_LXID;
 		p->in_block = IsTransactionBlock();
 		p->last_activity = GetCurrentStatementStartTimestamp();
@@ -575,10 +808,6 @@ pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid)
 	p = &nplusone_parents[slot];
 
 	tap = &nplusone_taps[pk_nesting_level];
-	tap->pub.receiveSlot = nplusone_tap_receive;
-	tap->pub.rStartup = nplusone_tap_startup;
-	tap->pub.rShutdown = nplusone_tap_shutdown;
-	tap->pub.rDestroy = nplusone_tap_destroy;
 	tap->pub.mydest = queryDesc->dest->mydest;
 	tap->inner = queryDesc->dest;
 	tap->parent = p;
@@ -586,48 +815,77 @@ pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid)
 	return &tap->pub;
 }
 
-/* The parameter values of this execution: bind parameters, fetched ones, or constants */
-static void
-nplusone_execution_values(QueryDesc *queryDesc, uint64 queryid, int level, NplusoneValues *out)
+/*
+ * PL/pgSQL parameters of an execution, fetched as the statement's cached
+ * shape says: their hashes into hash[], and into keep when not NULL; returns
+ * how many.
+ */
+static int
+nplusone_fetched_values(ParamListInfo params, uint64 queryid, uint32 *hash, NplusoneValues *keep)
+{
+	NplusoneShape *shape = &nplusone_shapes[queryid % NPLUSONE_SHAPES];
+	int			n = 0;
+
+	if (shape->queryid != queryid)
+		return 0;
+	for (int i = 0; i < shape->nparams && n < NPLUSONE_MAX_POS; i++)
+	{
+		ParamExternData work;
+		ParamExternData *prm;
+
+		/* speculative: never raise an error, e.g. for an unassigned record */
+		prm = params->paramFetch(params, shape->paramids[i], true, &work);
+		if (prm != NULL && !prm->isnull && OidIsValid(prm->ptype) &&
+			nplusone_hash_datum(prm->value, prm->ptype, &hash[n], keep ? &keep->v[n] : NULL))
+			n++;
+	}
+	if (keep != NULL)
+	{
+		for (int i = 0; i < n; i++)
+			keep->v[i].hash = hash[i];
+		keep->n = n;
+	}
+	return n;
+}
+
+/* The values of this execution: bind parameters, fetched ones, or what parsing noted of its constants */
+static inline void
+nplusone_execution_values(QueryDesc *queryDesc, uint64 queryid, int level, NplusoneExec *out)
 {
 	ParamListInfo params = queryDesc->params;
 
 	out->n = 0;
-	if (params != NULL && params->numParams > 0 && params->paramFetch == NULL)
+	out->by_text = false;
+	out->sample = NULL;
+	if (params != NULL && params->paramFetch == NULL && params->numParams > 0)
 	{
 		for (int i = 0; i < params->numParams && out->n < NPLUSONE_MAX_POS; i++)
 		{
 			ParamExternData *prm = &params->params[i];
 
 			if (!prm->isnull && OidIsValid(prm->ptype) &&
-				nplusone_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
+				nplusone_hash_key(prm->value, prm->ptype, &out->hash[out->n]))
 				out->n++;
 		}
 		return;
 	}
 	if (params != NULL && params->paramFetch != NULL)
 	{
-		NplusoneShape    *shape = &nplusone_shapes[queryid % NPLUSONE_SHAPES];
-
-		if (shape->queryid != queryid)
-			return;
-		for (int i = 0; i < shape->nparams && out->n < NPLUSONE_MAX_POS; i++)
-		{
-			ParamExternData work;
-			ParamExternData *prm;
-
-			/* speculative: never raise an error, e.g. for an unassigned record */
-			prm = params->paramFetch(params, shape->paramids[i], true, &work);
-			if (prm != NULL && !prm->isnull && OidIsValid(prm->ptype) &&
-				nplusone_value_from_datum(prm->value, prm->ptype, &out->v[out->n]))
-				out->n++;
-		}
+		out->n = nplusone_fetched_values(params, queryid, out->hash, NULL);
 		return;
 	}
 	if (level < NPLUSONE_LEVELS && nplusone_parse_memo[level].queryid == queryid)
 	{
-		*out = nplusone_parse_memo[level].values;
-		nplusone_parse_memo[level].queryid = 0;
+		NplusoneParseMemo *memo = &nplusone_parse_memo[level];
+
+		out->by_text = memo->by_text;
+		out->text_hash = memo->text_hash;
+		out->n = memo->values.n;
+		for (int i = 0; i < out->n; i++)
+			out->hash[i] = memo->values.v[i].hash;
+		/* the memo's values stay put until the next parse at this level */
+		out->sample = &memo->values;
+		memo->queryid = 0;
 	}
 }
 
@@ -669,23 +927,37 @@ nplusone_evict_oldest_locked(void)
 		hash_search(pk_nplusone_hash, &oldest->key, HASH_REMOVE, NULL);
 }
 
-/* Fill a new pattern: application, a sample of the parameters, zero figures */
+/* A sample of the execution's parameters for a new pattern, e.g. "$1 = '42'" */
 static void
-nplusone_init_entry(PkNplusoneEntry *e, QueryDesc *queryDesc, const NplusoneValues *vals,
-					const char *appname, TimestampTz now)
+nplusone_sample(QueryDesc *queryDesc, uint64 queryid, const NplusoneExec *x, char *buf, size_t size)
 {
-	char		sample[sizeof(e->sample_params)];
 	ParamListInfo params = queryDesc->params;
 
 	if (params != NULL && params->paramFetch == NULL && params->numParams > 0)
 	{
 		char	   *s = BuildParamLogString(params, NULL, NPLUSONE_TEXT_KEEP);
 
-		strlcpy(sample, s ? s : "", sizeof(sample));
+		strlcpy(buf, s ? s : "", size);
 	}
-	else
-		nplusone_format_values(vals, sample, sizeof(sample));
+	else if (params != NULL && params->paramFetch != NULL)
+	{
+		NplusoneValues vals;
+		uint32		hash[NPLUSONE_MAX_POS];
 
+		/* fetched again, now keeping them: a new pattern is rare */
+		(void) nplusone_fetched_values(params, queryid, hash, &vals);
+		nplusone_format_values(&vals, buf, size);
+	}
+	else if (x->sample != NULL)
+		nplusone_format_values(x->sample, buf, size);
+	else
+		buf[0] = '\0';
+}
+
+/* Fill a new pattern: application, a sample of the parameters, zero figures */
+static void
+nplusone_init_entry(PkNplusoneEntry *e, const char *sample, const char *appname, TimestampTz now)
+{
 	SpinLockInit(&e->mutex);
 	strlcpy(e->application_name, appname, NAMEDATALEN);
 	strlcpy(e->sample_params, sample, sizeof(e->sample_params));
@@ -717,7 +989,7 @@ nplusone_log_detection(const NplusoneTracker *t, QueryDesc *queryDesc)
 /* Count one more execution of a loop in shared memory, creating the pattern if new */
 static void
 nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, QueryDesc *queryDesc,
-				 const NplusoneValues *vals)
+				 const NplusoneExec *x)
 {
 	PkNplusoneKey	key;
 	PkNplusoneEntry *e;
@@ -738,8 +1010,11 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 	if (e == NULL)
 	{
 		bool		found;
+		char		sample[sizeof(e->sample_params)];
 
 		LWLockRelease(pk_nplusone_state->lock);
+		/* built outside the lock: it may fetch parameters */
+		nplusone_sample(queryDesc, t->queryid, x, sample, sizeof(sample));
 		LWLockAcquire(pk_nplusone_state->lock, LW_EXCLUSIVE);
 		if (hash_get_num_entries(pk_nplusone_hash) >= pk_nplusone_max_patterns &&
 			hash_search(pk_nplusone_hash, &key, HASH_FIND, NULL) == NULL)
@@ -756,7 +1031,7 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 		if (!found)
 		{
 			created = true;
-			nplusone_init_entry(e, queryDesc, vals, appname, now);
+			nplusone_init_entry(e, sample, appname, now);
 		}
 	}
 
@@ -779,47 +1054,40 @@ nplusone_publish(NplusoneTracker *t, bool new_loop, int repeats, double time, Qu
 		nplusone_log_detection(t, queryDesc);
 }
 
-/* Find the tracker of a (parent, statement) loop, or start one in the stalest slot */
+/* Find the tracker of a (parent, statement) loop, or start one: in the last free slot, else the stalest */
 static NplusoneTracker *
 nplusone_tracker(int parent, uint32 generation, uint64 queryid, bool identical)
 {
-	NplusoneTracker  *victim = &nplusone_trackers[0];
+	uint32		free_mask = ~nplusone_tracker_mask & (((uint32) 1 << NPLUSONE_TRACKERS) - 1);
+	int			victim = 0;
 
-	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
+	for (uint32 m = nplusone_tracker_mask; m != 0; m &= m - 1)
 	{
-		NplusoneTracker  *t = &nplusone_trackers[i];
+		NplusoneTracker  *t = &nplusone_trackers[pg_rightmost_one_pos32(m)];
 
-		if (t->used && t->identical == identical && t->queryid == queryid &&
+		if (t->identical == identical && t->queryid == queryid &&
 			(identical || (t->parent == parent && t->parent_generation == generation)))
 			return t;
-		if (!t->used || (victim->used && t->last_ts < victim->last_ts))
-			victim = t;
 	}
-	memset(victim, 0, sizeof(NplusoneTracker));
-	victim->used = true;
-	victim->identical = identical;
-	victim->parent = parent;
-	victim->parent_generation = generation;
-	victim->queryid = queryid;
-	return victim;
-}
-
-/*
- * True when something that happened at "last" in transaction lxid belongs to
- * the same loop as now: the same transaction, or, when it was not inside a
- * transaction block (autocommit), a pause of at most nplusone_max_gap.
- */
-static inline bool
-nplusone_same_loop(LocalTransactionId lxid, bool in_block, TimestampTz last, TimestampTz now)
-{
-	return lxid == PK_MY_LXID ||
-		(!in_block && (now - last) <= (int64) pk_nplusone_max_gap * 1000);
+	if (free_mask != 0)
+		victim = pg_leftmost_one_pos32(free_mask);
+	else
+		for (int i = 1; i < NPLUSONE_TRACKERS; i++)
+			if (nplusone_trackers[i].last_ts < nplusone_trackers[victim].last_ts)
+				victim = i;
+	memset(&nplusone_trackers[victim], 0, sizeof(NplusoneTracker));
+	nplusone_tracker_mask |= (uint32) 1 << victim;
+	nplusone_trackers[victim].identical = identical;
+	nplusone_trackers[victim].parent = parent;
+	nplusone_trackers[victim].parent_generation = generation;
+	nplusone_trackers[victim].queryid = queryid;
+	return &nplusone_trackers[victim];
 }
 
 /* One step of a loop: count it, and publish once it is long enough */
 static void
 nplusone_step(NplusoneTracker *t, double duration_ms, TimestampTz now, QueryDesc *queryDesc,
-			  const NplusoneValues *vals)
+			  const NplusoneExec *x)
 {
 	if (t->count > 0 &&
 		(!nplusone_same_loop(t->lxid, t->in_block, t->last_ts, now) ||
@@ -843,116 +1111,138 @@ nplusone_step(NplusoneTracker *t, double duration_ms, TimestampTz now, QueryDesc
 	if (t->published)
 	{
 		if (!t->quiet)
-			nplusone_publish(t, false, 1, duration_ms, queryDesc, vals);
+			nplusone_publish(t, false, 1, duration_ms, queryDesc, x);
 	}
 	else if (t->count >= pk_nplusone_min_repeats)
 	{
 		/* loops of perfkit's own functions (perfkit.report()) are not the user's */
 		t->quiet = nplusone_quiet_statement == nplusone_statements_started;
 		if (!t->quiet)
-			nplusone_publish(t, true, t->count, t->time, queryDesc, vals);
+			nplusone_publish(t, true, t->count, t->time, queryDesc, x);
 		t->published = true;
 	}
 }
 
-/* The hashes of the last values of each statement, to tell repeats with the same values */
-typedef struct NplusoneLastValues
-{
-	uint64		queryid;
-	int			n;
-	uint32		hash[NPLUSONE_MAX_POS];
-} NplusoneLastValues;
-
-static NplusoneLastValues nplusone_last_values[NPLUSONE_SHAPES];
-
-/* True when this execution has the values of the statement's previous one; remembers them */
+/* True when this execution is identified as the statement's previous one; remembers it */
 static bool
-nplusone_same_as_last(uint64 queryid, const NplusoneValues *vals)
+nplusone_same_as_last(uint64 queryid, const NplusoneExec *x)
 {
-	NplusoneLastValues *last = &nplusone_last_values[queryid % NPLUSONE_SHAPES];
-	bool		same = last->queryid == queryid && last->n == vals->n;
+	NplusoneLast *last = &nplusone_last[queryid % NPLUSONE_SHAPES];
+	bool		same;
 
-	for (int i = 0; i < vals->n; i++)
+	if (x->by_text)
 	{
-		same = same && last->hash[i] == vals->v[i].hash;
-		last->hash[i] = vals->v[i].hash;
+		same = last->queryid == queryid && last->by_text && last->hash[0] == x->text_hash;
+		last->hash[0] = x->text_hash;
+		last->n = 1;
+	}
+	else
+	{
+		same = last->queryid == queryid && !last->by_text && last->n == x->n;
+		for (int i = 0; i < x->n; i++)
+		{
+			same = same && last->hash[i] == x->hash[i];
+			last->hash[i] = x->hash[i];
+		}
+		last->n = x->n;
 	}
 	last->queryid = queryid;
-	last->n = vals->n;
+	last->by_text = x->by_text;
 	return same;
 }
 
 /*
- * ExecutorEnd: close the statement's own parent slot, then follow the loops
- * it may be a step of.
+ * A statement with new values may be a step of a loop: end the loops of it
+ * that it does not continue, and count one step of each it does.
  */
-void
-pk_nplusone_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level,
-					   TimestampTz now)
+static pg_noinline void
+nplusone_follow_loops(QueryDesc *queryDesc, uint64 queryid, double duration_ms, TimestampTz now,
+					  const NplusoneExec *x)
 {
-	NplusoneValues	vals;
-	bool		identical;
 	int			ntrackers = 0;
 	int			trackers[NPLUSONE_TRACKERS];
 
-	if (!nplusone_active() || queryid == UINT64CONST(0))
-		return;
-	nplusone_seq++;
-
-	for (int i = 0; i < NPLUSONE_PARENTS; i++)
-		if (nplusone_parents[i].owner == queryDesc)
-		{
-			nplusone_parents[i].owner = NULL;
-			nplusone_parents[i].last_activity = now;
-		}
-
-	nplusone_execution_values(queryDesc, queryid, level, &vals);
-
-	identical = nplusone_same_as_last(queryid, &vals);
-
-	if (identical)
-	{
-		nplusone_step(nplusone_tracker(-1, 0, queryid, true), duration_ms, now, queryDesc, &vals);
-		return;
-	}
 	/* new values: any run of identical repeats of this statement is over */
-	for (int i = 0; i < NPLUSONE_TRACKERS; i++)
-		if (nplusone_trackers[i].used && nplusone_trackers[i].queryid == queryid)
+	for (uint32 m = nplusone_tracker_mask; m != 0; m &= m - 1)
+	{
+		int			i = pg_rightmost_one_pos32(m);
+
+		if (nplusone_trackers[i].queryid == queryid)
 		{
 			if (nplusone_trackers[i].identical)
-				nplusone_trackers[i].used = false;
+				nplusone_tracker_mask &= ~((uint32) 1 << i);
 			else
 				trackers[ntrackers++] = i;
 		}
+	}
+	if (ntrackers == 0 && (x->n == 0 || !nplusone_live_parent(queryid, now)))
+		return;
 
-	for (int p = 0; p < NPLUSONE_PARENTS; p++)
+	/* slots never filled have no values and no loops */
+	for (uint32 pm = nplusone_parent_mask; pm != 0; pm &= pm - 1)
 	{
+		int			p = pg_rightmost_one_pos32(pm);
 		NplusoneParent   *parent = &nplusone_parents[p];
 		bool		hit = false;
 		NplusoneTracker  *t;
 
-		if (parent->queryid != 0 && parent->queryid != queryid && parent->nvalues > 0 &&
+		if (parent->queryid != queryid && parent->nvalues > 0 &&
 			nplusone_same_loop(parent->lxid, parent->in_block, parent->last_activity, now))
 		{
-			for (int i = 0; i < vals.n && !hit; i++)
-				hit = nplusone_parent_has(parent, vals.v[i].hash);
+			for (int i = 0; i < x->n && !hit; i++)
+				hit = nplusone_parent_has(parent, x->hash[i]);
 		}
 		if (!hit)
 		{
 			/* every step of a loop consumes the parent's values: a miss ends it */
 			for (int i = 0; i < ntrackers; i++)
 				if (nplusone_trackers[trackers[i]].parent == p)
-					nplusone_trackers[trackers[i]].used = false;
+					nplusone_tracker_mask &= ~((uint32) 1 << trackers[i]);
 			continue;
 		}
 
 		t = nplusone_tracker(p, parent->generation, queryid, false);
 		t->parent_report_queryid = parent->report_queryid;
-		nplusone_step(t, duration_ms, now, queryDesc, &vals);
+		nplusone_step(t, duration_ms, now, queryDesc, x);
 		parent->last_activity = now;
 		parent->lxid = PK_MY_LXID;
 		parent->in_block = IsTransactionBlock();
 	}
+}
+
+/*
+ * ExecutorEnd: close the statement's own parent slot, then follow the loops
+ * it may be a step of; the cheap path leaves after comparing its values'
+ * identity with the previous execution's.
+ */
+void
+pk_nplusone_statement_end(QueryDesc *queryDesc, uint64 queryid, double duration_ms, int level,
+					   TimestampTz now)
+{
+	NplusoneExec x;
+
+	if (!nplusone_active() || queryid == UINT64CONST(0))
+		return;
+	nplusone_seq++;
+
+	for (uint32 m = nplusone_owned_mask; m != 0; m &= m - 1)
+	{
+		int			i = pg_rightmost_one_pos32(m);
+
+		if (nplusone_parents[i].owner == queryDesc)
+		{
+			nplusone_parents[i].owner = NULL;
+			nplusone_parents[i].last_activity = now;
+			nplusone_owned_mask &= ~((uint32) 1 << i);
+		}
+	}
+
+	nplusone_execution_values(queryDesc, queryid, level, &x);
+
+	if (nplusone_same_as_last(queryid, &x))
+		nplusone_step(nplusone_tracker(-1, 0, queryid, true), duration_ms, now, queryDesc, &x);
+	else if (nplusone_tracker_mask != 0 || (x.n > 0 && nplusone_live_parent(queryid, now)))
+		nplusone_follow_loops(queryDesc, queryid, duration_ms, now, &x);
 }
 
 /* Forget every pattern */

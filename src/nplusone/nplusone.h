@@ -12,6 +12,7 @@
 
 #include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_node.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/hsearch.h"
@@ -27,7 +28,8 @@ extern int	pk_nplusone_max_patterns;
 extern void pk_nplusone_init(void);
 extern Size pk_nplusone_shmem_size(void);
 extern void pk_nplusone_shmem_init(void);
-extern void pk_nplusone_note_parse(Query *query, int level);
+extern void pk_nplusone_note_parse(ParseState *pstate, Query *query, PkHookJumbleState *jstate,
+								   int level);
 extern void pk_nplusone_note_toplevel(uint64 queryid);
 extern void pk_nplusone_quiet(void);
 extern DestReceiver *pk_nplusone_tap(QueryDesc *queryDesc, uint64 queryid);
