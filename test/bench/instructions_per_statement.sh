@@ -51,12 +51,14 @@
 #   N1 (500), N2 (2500)          lookups of the short and the long run (simple, prepared)
 #   WRITE_N1 (200), WRITE_N2 (1000)  transactions of the short and the long run (write)
 #   ROUNDS (1)                   interleaved rounds; the median is reported
-#   IPS_PROFILE=1                keep the callgrind files of the N1 and N2 runs of "perfkit" per
-#                                workload in IPS_PROFILE_DIR (/tmp/perfkit-ips-profile:
-#                                callgrind.WORKLOAD.out is the N2 run) and print the 25 perfkit
-#                                functions (those in perfkit.so) with the most own instructions
-#                                (callgrind_annotate --inclusive=no) per statement or transaction:
-#                                the N2 run's count minus the N1 run's, divided by N2 - N1
+#   IPS_PROFILE=1                keep the callgrind files of the N1 and N2 runs of perfkit and vanilla
+#                                (first round) in IPS_PROFILE_DIR (/tmp/perfkit-ips-profile), named
+#                                callgrind.WORKLOAD.CONFIG.n1.out / .n2.out, and print per workload
+#                                the 25 perfkit functions (those in perfkit.so) with the most own
+#                                instructions (callgrind_annotate --inclusive=no) per statement or
+#                                transaction — the N2 run's count minus the N1 run's, divided by
+#                                N2 - N1 — and the 25 functions of any object (PostgreSQL's too)
+#                                whose own instructions grow most from vanilla to perfkit
 #   PG_MAJOR, PG_CONFIG, PK_SYSTEM_INSTALL=0, PK_KEEP=1 — see test/lib.sh.
 
 set -euo pipefail
@@ -156,21 +158,41 @@ ips_median() {
 # Print a number with thousands separators.
 ips_num() { printf '%d' "$1" | sed -E ':a; s/^([0-9]+)([0-9]{3})/\1,\2/; ta'; }
 
-# Print a signed difference with thousands separators ("+1,234", "-56"), or "–" without a base.
+# Print a signed difference with thousands separators ("+1,234", "-56", "0"), or "–" without a base.
 ips_diff() {
 	if [[ -z ${2:-} ]]; then echo "–"; return; fi
 	local d=$(($1 - $2))
-	if [[ $d -ge 0 ]]; then echo "+$(ips_num "$d")"; else echo "-$(ips_num $((-d)))"; fi
+	if [[ $d -eq 0 ]]; then echo 0; elif [[ $d -gt 0 ]]; then echo "+$(ips_num "$d")"; else echo "-$(ips_num $((-d)))"; fi
 }
 
-# Own instructions of each perfkit function in a callgrind file: "count<TAB>file:function" lines.
+# Own instructions per statement (or transaction) of every function, from the callgrind files of an
+# N1 and an N2 run: (N2 count - N1 count) / (N2 - N1), as "count<TAB>file:function (object)" lines.
+# ips_functions N1_FILE N2_FILE N2-N1
 ips_functions() {
-	callgrind_annotate --inclusive=no --threshold=100 "$1" 2>/dev/null |
-		awk '/perfkit\.so\]$/ {
-			n = $1; gsub(/,/, "", n)
-			sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); sub(/ \[[^]]*\]$/, "")
-			print n "\t" $0
+	local f
+	for f in "$1" "$2"; do
+		callgrind_annotate --inclusive=no --threshold=100 "$f" 2>/dev/null |
+			awk -v tag="$f" '/^ *[0-9,]+ +\( *[0-9.]+%\) +.* \[[^]]*\]$/ {
+				n = $1; gsub(/,/, "", n)
+				sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "")
+				obj = $0; sub(/.* \[/, "", obj); sub(/\]$/, "", obj); sub(/.*\//, "", obj)
+				sub(/ \[[^]]*\]$/, "")
+				print tag "\t" n "\t" $0 " (" obj ")"
+			}'
+	done | awk -F '\t' -v first="$1" -v n="$3" '
+		$1 == first { a[$3] += $2; next }
+		{ b[$3] += $2 }
+		END {
+			for (k in a) if (!(k in b)) b[k] = 0
+			for (k in b) printf "%.1f\t%s\n", (b[k] - a[k]) / n, k
 		}'
+}
+
+# Print the top 25 lines of "count<TAB>name" lines on stdin, by count, and their total: ips_top UNIT.
+ips_top() {
+	sort -t "$(printf '\t')" -k1,1 -rn | awk -F '\t' -v unit="$1" '
+		{ total += $1 } NR <= 25 { printf "%10.1f  %s\n", $1, $2 }
+		END { printf "%10.1f  all of them, per %s\n", total, unit }'
 }
 
 command -v valgrind >/dev/null || { pk_err "valgrind is needed (apt-get install valgrind)"; exit 2; }
@@ -218,8 +240,8 @@ for workload in "${WORKLOADS[@]}"; do
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for c in "${CONFIGS[@]}"; do
 			out1=/dev/null out2=/dev/null
-			if [[ $IPS_PROFILE == 1 && $c == perfkit && $r == 1 ]]; then
-				out1=$PK_WORK/callgrind.$workload.n1.out out2=$PK_WORK/callgrind.$workload.out
+			if [[ $IPS_PROFILE == 1 && $r == 1 && ($c == perfkit || $c == vanilla) ]]; then
+				out1=$PK_WORK/callgrind.$workload.$c.n1.out out2=$PK_WORK/callgrind.$workload.$c.n2.out
 			fi
 			ips_count "$c" "$PK_WORK/s1.sql" "$out1"
 			i1=$IPS_COUNT
@@ -275,17 +297,23 @@ if [[ $IPS_PROFILE == 1 ]] && has perfkit; then
 	for workload in "${WORKLOADS[@]}"; do
 		n1=$N1 n2=$N2 unit=statement
 		if [[ $workload == write ]]; then n1=$WRITE_N1 n2=$WRITE_N2 unit=transaction; fi
+		prof=$IPS_PROFILE_DIR/callgrind.$workload
+		ips_functions "$prof.perfkit.n1.out" "$prof.perfkit.n2.out" "$((n2 - n1))" >"$PK_WORK/prof.perfkit"
 		echo
-		echo "$workload, perfkit: own instructions (callgrind_annotate --inclusive=no) per $unit of the 25 most" \
-			"expensive perfkit functions, (N2 run - N1 run) / $((n2 - n1)); callgrind files in $IPS_PROFILE_DIR"
+		echo "$workload, perfkit: own instructions (callgrind_annotate --inclusive=no) per $unit of its 25" \
+			"most expensive functions, (N2 run - N1 run) / $((n2 - n1))"
 		echo
-		ips_functions "$IPS_PROFILE_DIR/callgrind.$workload.n1.out" >"$PK_WORK/prof1"
-		ips_functions "$IPS_PROFILE_DIR/callgrind.$workload.out" >"$PK_WORK/prof2"
-		awk -F '\t' -v n="$((n2 - n1))" -v unit="$unit" '
-			NR == FNR { a[$2] = $1; next }
-			{ d = ($1 - a[$2]) / n; total += d; if (d > 0) printf "%10.1f  %s\n", d, $2 }
-			END { printf "%10.1f  all perfkit functions, per %s\n", total, unit > "/dev/stderr" }
-		' "$PK_WORK/prof1" "$PK_WORK/prof2" 2>"$PK_WORK/prof_total" | sort -rn | head -n 25
-		cat "$PK_WORK/prof_total"
+		grep -F '(perfkit.so)' "$PK_WORK/prof.perfkit" | ips_top "$unit"
+		if has vanilla; then
+			ips_functions "$prof.vanilla.n1.out" "$prof.vanilla.n2.out" "$((n2 - n1))" >"$PK_WORK/prof.vanilla"
+			echo
+			echo "$workload, perfkit - vanilla: the 25 functions of any object whose own instructions per $unit" \
+				"grow most with perfkit (perfkit's own, and PostgreSQL's that it calls)"
+			echo
+			awk -F '\t' 'NR == FNR { v[$2] = $1; next } { d = $1 - v[$2]; if (d > 0) printf "%.1f\t%s\n", d, $2 }' \
+				"$PK_WORK/prof.vanilla" "$PK_WORK/prof.perfkit" | ips_top "$unit"
+		fi
 	done
+	echo
+	echo "callgrind files (N1 and N2 runs of perfkit and vanilla per workload): $IPS_PROFILE_DIR"
 fi
