@@ -12,8 +12,9 @@
 #   - For each configuration the server runs in single-user mode (`postgres --single`, which loads
 #     shared_preload_libraries and hooks as a normal backend does) under callgrind, twice: with N1 and
 #     with N2 statements (or transactions).  The difference divided by N2 - N1 is the cost of one,
-#     start-up and shutdown excluded.  Both runs read the same pseudo-random values (awk srand(42)),
-#     so the N2 run starts with the N1 run's statements.
+#     start-up and shutdown excluded (but for write, the shutdown checkpoint's extra dirty pages).
+#     Both runs read the same pseudo-random values (awk srand(42)), so the N2 run starts with the N1
+#     run's statements.
 #   - Every callgrind run starts from a fresh copy (`cp -a`) of the template: earlier runs' updates,
 #     dead tuples, history rows and the statistics files that pg_stat_statements and perfkit save at
 #     shutdown (perfkit.save) do not reach later runs.
@@ -38,11 +39,16 @@
 #       perfkit_no_slowlog    perfkit.slow_threshold = -1 (no slow-query check)
 #       perfkit_no_utility    perfkit.track_utility = off (BEGIN/END of the write workload unrecorded)
 #       perfkit_stats_only    all three detectors off: statistics only, what pg_stat_statements does
-#     Redis push is off by default (perfkit.redis_url = '') and needs a running pusher, so it has no
-#     "off" configuration: its idle checks are part of every perfkit figure.  Index builds run only on
-#     request.  Also available, not in the default list: perfkit_analyze (perfkit.slow_analyze = on).
+#     The Redis push is off by default (perfkit.redis_url = ''), so there is nothing to turn off: the
+#     checks its hooks make while it is off are part of every perfkit figure.  Index builds run only on
+#     request (and their background workers do not run in single-user mode).  Also available, not in
+#     the default list: perfkit_analyze (perfkit.slow_analyze = on).
 #   - Report: one Markdown table per workload (to paste into the README): instructions per statement
-#     (per transaction for write), ratio to vanilla, difference to pgss and to perfkit.
+#     (per transaction for write), ratio to vanilla, difference to pgss and to perfkit (for the
+#     perfkit_no_* lines, minus what that feature costs).
+#   - Noise: the same configuration differs between runs by up to ~100 instructions per lookup and a
+#     few hundred per write transaction (the advisor's 10% sample is drawn at random, and start-up
+#     state such as timestamps varies), so differences below that say nothing.
 #
 # Environment (defaults in parentheses):
 #   BENCH_CONFIGS ("vanilla pgss perfkit perfkit_no_nplusone perfkit_no_advisor perfkit_no_slowlog
@@ -58,7 +64,10 @@
 #                                instructions (callgrind_annotate --inclusive=no) per statement or
 #                                transaction — the N2 run's count minus the N1 run's, divided by
 #                                N2 - N1 — and the 25 functions of any object (PostgreSQL's too)
-#                                whose own instructions grow most from vanilla to perfkit
+#                                whose own instructions grow most from vanilla to perfkit.  Debian's
+#                                PostgreSQL 15 is stripped: its static functions (the query
+#                                jumbler's, for one) show as ???:0x...; the majors built from source
+#                                have their names
 #   PG_MAJOR, PG_CONFIG, PK_SYSTEM_INSTALL=0, PK_KEEP=1 — see test/lib.sh.
 
 set -euo pipefail
@@ -188,11 +197,12 @@ ips_functions() {
 		}'
 }
 
-# Print the top 25 lines of "count<TAB>name" lines on stdin, by count, and their total: ips_top UNIT.
+# Print the top 25 of the "count<TAB>name" lines on stdin, by count, then the sum of all of them
+# labelled TOTAL: ips_top TOTAL.
 ips_top() {
-	sort -t "$(printf '\t')" -k1,1 -rn | awk -F '\t' -v unit="$1" '
+	sort -t "$(printf '\t')" -k1,1 -rn | awk -F '\t' -v label="$1" '
 		{ total += $1 } NR <= 25 { printf "%10.1f  %s\n", $1, $2 }
-		END { printf "%10.1f  all of them, per %s\n", total, unit }'
+		END { printf "%10.1f  %s\n", total, label }'
 }
 
 command -v valgrind >/dev/null || { pk_err "valgrind is needed (apt-get install valgrind)"; exit 2; }
@@ -303,7 +313,7 @@ if [[ $IPS_PROFILE == 1 ]] && has perfkit; then
 		echo "$workload, perfkit: own instructions (callgrind_annotate --inclusive=no) per $unit of its 25" \
 			"most expensive functions, (N2 run - N1 run) / $((n2 - n1))"
 		echo
-		grep -F '(perfkit.so)' "$PK_WORK/prof.perfkit" | ips_top "$unit"
+		grep -F '(perfkit.so)' "$PK_WORK/prof.perfkit" | ips_top "all perfkit functions, per $unit"
 		if has vanilla; then
 			ips_functions "$prof.vanilla.n1.out" "$prof.vanilla.n2.out" "$((n2 - n1))" >"$PK_WORK/prof.vanilla"
 			echo
@@ -311,7 +321,7 @@ if [[ $IPS_PROFILE == 1 ]] && has perfkit; then
 				"grow most with perfkit (perfkit's own, and PostgreSQL's that it calls)"
 			echo
 			awk -F '\t' 'NR == FNR { v[$2] = $1; next } { d = $1 - v[$2]; if (d > 0) printf "%.1f\t%s\n", d, $2 }' \
-				"$PK_WORK/prof.vanilla" "$PK_WORK/prof.perfkit" | ips_top "$unit"
+				"$PK_WORK/prof.vanilla" "$PK_WORK/prof.perfkit" | ips_top "all functions that grow, per $unit"
 		fi
 	done
 	echo
