@@ -353,3 +353,98 @@ BEGIN
 END
 $report$;
 -- ==== report: slow queries grouped by statement (end) ====
+
+-- ==== index advisor v2: the workload's cost, greedy choice with interactions (begin) ====
+-- _index_recommendations() gains a max_indexes argument (the budget of the greedy search) and six
+-- trailing columns.  The new function is created next to the old one (an overload), the view is
+-- replaced on top of it with the same twelve leading columns (CREATE OR REPLACE VIEW keeps its
+-- grants and the objects that depend on it), then the old function, on which nothing depends
+-- any more, is dropped.  create_recommended_indexes() keeps its signature.
+
+-- The chosen configuration, one row per index, in the order the search chose them.
+CREATE FUNCTION perfkit._index_recommendations(
+    min_improvement double precision,
+    max_indexes integer DEFAULT NULL,
+    OUT relation regclass,
+    OUT columns text[],
+    OUT method text,
+    OUT definition text,
+    OUT queryids bigint[],
+    OUT calls bigint,
+    OUT cost_before double precision,
+    OUT cost_after double precision,
+    OUT improvement_pct double precision,
+    OUT est_size_bytes bigint,
+    OUT write_ratio double precision,
+    OUT score double precision,
+    OUT step integer,
+    OUT statements jsonb,
+    OUT workload_pct double precision,
+    OUT maintenance_cost double precision,
+    OUT maintenance_ms_per_hour double precision,
+    OUT saving_ms_per_hour double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_index_recommendations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Indexes the observed workload would gain from, in the order chosen (threshold
+-- perfkit.advisor_min_improvement).
+CREATE OR REPLACE VIEW perfkit.index_recommendations AS
+SELECT *
+FROM perfkit._index_recommendations(
+        pg_catalog.current_setting('perfkit.advisor_min_improvement', true)::double precision,
+        NULL::integer)
+ORDER BY step, definition;
+
+DROP FUNCTION perfkit._index_recommendations(double precision);
+
+-- Request concurrent builds of the best recommendations (or, with dry_run, only list them).
+-- Runs inside the caller's transaction, like perfkit.create_index_concurrently(); tables the
+-- caller may not index are skipped with a notice.  max_indexes is the budget of the search: a pair
+-- chosen together is built together or not at all.
+CREATE OR REPLACE FUNCTION perfkit.create_recommended_indexes(
+    min_improvement double precision DEFAULT 50,
+    max_indexes integer DEFAULT 10,
+    dry_run boolean DEFAULT false)
+RETURNS TABLE (build_id bigint, definition text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $create$
+DECLARE
+    rec record;
+BEGIN
+    IF min_improvement IS NULL OR min_improvement = 'NaN' OR min_improvement < 0
+       OR min_improvement > 100 THEN
+        RAISE EXCEPTION 'min_improvement must be between 0 and 100'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It is the smallest planner-estimated cost cut, in percent.';
+    END IF;
+    IF max_indexes IS NULL OR max_indexes < 0 THEN
+        RAISE EXCEPTION 'max_indexes must be a non-negative integer'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the loop below is perfkit's own, not an N+1 loop of the user's
+    PERFORM perfkit._nplusone_quiet();
+    FOR rec IN
+        SELECT r.relation, r.definition, c.relowner
+        FROM perfkit._index_recommendations(min_improvement, max_indexes) AS r
+        JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) r.relation
+        ORDER BY r.step, r.definition
+    LOOP
+        IF NOT pg_catalog.pg_has_role(rec.relowner, 'USAGE') THEN
+            RAISE NOTICE 'skipping the recommended index on %', rec.relation
+                USING DETAIL = 'Only the owner of the table can create an index on it.';
+            CONTINUE;
+        END IF;
+        build_id := CASE WHEN dry_run THEN NULL
+                         ELSE perfkit.create_index_concurrently(rec.definition) END;
+        definition := rec.definition;
+        RETURN NEXT;
+    END LOOP;
+END
+$create$;
+-- ==== index advisor v2 (end) ====
