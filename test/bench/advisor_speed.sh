@@ -80,6 +80,7 @@ pk_say "loading $TABLES tables of $ROWS rows"
 	done
 	echo "ANALYZE;"
 	echo "SELECT perfkit.reset_index_advisor();"
+	echo "SELECT perfkit.reset();   -- the load is not the workload"
 } | adv_psql >/dev/null
 
 pk_say "running $STATEMENTS statement shapes"
