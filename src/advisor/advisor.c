@@ -454,6 +454,7 @@ pk_adv_read_workload(PkAdvWorkload *w)
 	bool		saved_enabled = pk_enabled;
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile TimestampTz first = 0;
+	Oid			statements;
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(PkAdvTimeKey);
@@ -462,6 +463,12 @@ pk_adv_read_workload(PkAdvWorkload *w)
 	times = hash_create("perfkit advisor times", 1024, &info, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	w->writes = NIL;
 	w->hours = 1.0 / 3600;
+
+	/* a viewer who may not read perfkit.statements gets no writes or times weighed */
+	statements = RangeVarGetRelid(makeRangeVar("perfkit", "statements", -1), NoLock, true);
+	if (!OidIsValid(statements) ||
+		pg_class_aclcheck(statements, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		return times;
 
 	/* perfkit's own read is not part of the workload */
 	pk_enabled = false;

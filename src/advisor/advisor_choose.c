@@ -100,6 +100,18 @@ pk_adv_is_filter_lead(const PkAdvStmt *s, const PkHypoIndex *h)
 	return false;
 }
 
+/* The tables a statement has usable predicates on */
+static List *
+pk_adv_stmt_relids(const PkAdvStmt *s)
+{
+	List	   *relids = NIL;
+
+	for (int j = 0; j < s->nquals; j++)
+		if (s->quals[j].cls != PK_CLASS_NONE)
+			relids = list_append_unique_oid(relids, s->quals[j].q.relid);
+	return relids;
+}
+
 /* Remember the pair (a, b) unless known; pairs is a List of two-element arrays */
 static void
 pk_adv_add_pair(List **pairs, PkAdvCand *a, PkAdvCand *b)
@@ -140,15 +152,12 @@ pk_adv_all_candidates(PkAdvStmt *stmts, int nstmts, List **pairs)
 	for (int i = 0; i < nstmts; i++)
 	{
 		PkAdvStmt  *s = &stmts[i];
-		List	   *relids = NIL;
+		List	   *relids = pk_adv_stmt_relids(s);
 		List	   *local = NIL;
 		List	   *mine = NIL;
 		ListCell   *la;
 		ListCell   *lb;
 
-		for (int j = 0; j < s->nquals; j++)
-			if (s->quals[j].cls != PK_CLASS_NONE)
-				relids = list_append_unique_oid(relids, s->quals[j].q.relid);
 		foreach(lc, relids)
 			pk_adv_candidates_for(&local, s, lfirst_oid(lc));
 		foreach(lc, local)
@@ -223,11 +232,8 @@ pk_adv_link(PkAdvSearch *S)
 	{
 		PkAdvStmt  *s = &S->stmts[i];
 		int		   *mine = palloc(sizeof(int) * Max(S->nopts, 1));
-		List	   *relids = NIL;
+		List	   *relids = pk_adv_stmt_relids(s);
 
-		for (int j = 0; j < s->nquals; j++)
-			if (s->quals[j].cls != PK_CLASS_NONE)
-				relids = list_append_unique_oid(relids, s->quals[j].q.relid);
 		s->nopts = 0;
 		for (int o = 0; o < S->nopts; o++)
 		{
