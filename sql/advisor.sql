@@ -139,6 +139,16 @@ SELECT * FROM perfkit.create_recommended_indexes();
 SELECT regexp_replace(substring(perfkit.report() FROM '== Index recommendations[^\n]*\n[^\n]*'),
                       '\d+', 'N', 'g') AS report_section;
 
+-- The builds remember their statements' measured figures at the request; the statements run since
+-- are compared with them (time figures vary: only their presence is shown).
+SELECT definition, status, cardinality(queryids) AS statements, calls_before >= 2 AS had_calls,
+       calls_since, speedup IS NOT NULL AS measured, mean_ms_since IS NOT NULL AS timed
+  FROM perfkit.index_recommendation_results ORDER BY definition;
+SELECT substring(perfkit.report() FROM '== Recommended indexes built[^\n]*') AS report_section;
+SELECT regexp_replace(substring(perfkit.report()
+                                FROM 'CREATE INDEX CONCURRENTLY ON public.adv_orders USING btree \(customer_id\)[^\n]*\n[^\n]*'),
+                      '\d+', 'N', 'g') AS report_entry;
+
 RESET perfkit.advisor_sample_rate;
 RESET max_parallel_workers_per_gather;
 DROP TABLE adv_orders, adv_events, adv_tiny;
