@@ -101,7 +101,6 @@ extern void pk_whatif_used(PlannedStmt *pstmt, int n, bool *used);
 #define PK_ADV_MIN_PAGES		10		/* smaller tables get no index */
 #define PK_ADV_MAX_KEPT			0.5		/* filters keeping this share of the rows or more lead nothing */
 #define PK_ADV_PREFIX_SHARE		0.9		/* a prefix with this share of the benefit wins */
-#define PK_ADV_PREFIX_SLACK		1.1		/* a longer index this close to its prefix replaces it */
 #define PK_ADV_REC_COLS			18		/* columns of _index_recommendations() */
 #define PK_ADV_OLD_REC_COLS		12		/* before 0.3.0 */
 #define PK_ADV_MIN_STEP_SHARE	0.001	/* a step must save this share of the workload's cost */
