@@ -4,9 +4,12 @@
  *	  Index advisor, collection: the predicates, join columns and sort keys
  *	  of sampled statements, kept per fingerprint in bounded shared memory.
  *
- * Sampling: ExecutorStart draws one random number per statement
- * (perfkit.advisor_sample_rate); a sampled statement gets row counting in
- * its plan nodes (INSTRUMENT_ROWS, no timing), so that its filters report
+ * Sampling: each execution is sampled with probability
+ * perfkit.advisor_sample_rate, drawn as a geometric number of executions
+ * to skip (one random number per sample, a countdown per statement); below
+ * 1, a fingerprint is sampled at most once per PK_ADV_RESAMPLE_US in a
+ * backend, since a hot statement's later samples add nothing but their
+ * cost.  A sampled statement gets row counting in its plan nodes (INSTRUMENT_ROWS, no timing), so that its filters report
  * how many rows they removed.  Its ExecutorEnd walks the plan state and
  * keeps, per scanned table:
  *	- "column op constant" clauses evaluated as filters (with the share of
@@ -38,6 +41,7 @@
 
 #include "access/detoast.h"
 #include "access/parallel.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "common/pg_prng.h"
 #include "executor/executor.h"
@@ -61,6 +65,20 @@ double		pk_advisor_sample_rate = 0.1;
 int			pk_advisor_max_quals = 16384;
 double		pk_advisor_min_improvement = 20.0;
 double		pk_advisor_space_cost = 1.0;
+
+#define PK_ADV_RECENT_SLOTS	64	/* fingerprints whose last sample time is kept */
+#define PK_ADV_RESAMPLE_US	USECS_PER_SEC	/* least time between two samples of one */
+
+/* The last sample of a fingerprint in this backend */
+typedef struct PkAdvRecent
+{
+	uint64		queryid;
+	TimestampTz sampled_at;
+} PkAdvRecent;
+
+static PkAdvRecent pk_adv_recent[PK_ADV_RECENT_SLOTS];
+static int64 pk_adv_skip = 0;		/* executions to pass over before the next sample */
+static double pk_adv_skip_rate = -1;	/* the sample rate pk_adv_skip was drawn for */
 
 /* Table-wide state, in shared memory */
 typedef struct PkAdvState
@@ -158,6 +176,35 @@ pk_advisor_shmem_init(void)
 								   &info, HASH_ELEM | HASH_BLOBS);
 }
 
+/*
+ * Executions to pass over before the next sample: geometric, so that each
+ * execution is sampled with probability perfkit.advisor_sample_rate
+ */
+static int64
+pk_adv_next_skip(void)
+{
+	double		u = pg_prng_double(&pg_global_prng_state);
+
+	pk_adv_skip_rate = pk_advisor_sample_rate;
+	if (pk_advisor_sample_rate >= 1.0)
+		return 0;
+	return (int64) Min(floor(log(1.0 - u) / log(1.0 - pk_advisor_sample_rate)), (double) PG_INT32_MAX);
+}
+
+/* True unless this backend sampled the fingerprint less than PK_ADV_RESAMPLE_US ago */
+static bool
+pk_adv_sample_due(uint64 queryid)
+{
+	PkAdvRecent *recent = &pk_adv_recent[queryid % PK_ADV_RECENT_SLOTS];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+
+	if (recent->queryid == queryid && now - recent->sampled_at < PK_ADV_RESAMPLE_US)
+		return false;
+	recent->queryid = queryid;
+	recent->sampled_at = now;
+	return true;
+}
+
 /* Decide whether to sample this statement; if so ask for row counts per plan node */
 void
 pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level)
@@ -172,8 +219,15 @@ pk_advisor_executor_start(QueryDesc *queryDesc, int eflags, int level)
 		queryDesc->plannedstmt->queryId == UINT64CONST(0) ||
 		(cmd != CMD_SELECT && cmd != CMD_UPDATE && cmd != CMD_DELETE))
 		return;
-	if (pk_advisor_sample_rate < 1.0 &&
-		pg_prng_double(&pg_global_prng_state) >= pk_advisor_sample_rate)
+	if (pk_adv_skip_rate != pk_advisor_sample_rate)
+		pk_adv_skip = pk_adv_next_skip();
+	if (pk_adv_skip > 0)
+	{
+		pk_adv_skip--;
+		return;
+	}
+	pk_adv_skip = pk_adv_next_skip();
+	if (pk_advisor_sample_rate < 1.0 && !pk_adv_sample_due(queryDesc->plannedstmt->queryId))
 		return;
 	queryDesc->instrument_options |= INSTRUMENT_ROWS;
 	pk_adv_sampled[level].queryDesc = queryDesc;

@@ -62,6 +62,7 @@ typedef struct PkUnsafeVerdict
 } PkUnsafeVerdict;
 
 static PkRedisCapture *pk_open[PK_REDIS_OPEN];
+static int	pk_open_count = 0;	/* non-NULL slots of pk_open */
 static PkUnsafeVerdict pk_unsafe_cache[PK_REDIS_UNSAFE_CACHE];
 
 /* Check hook of perfkit.redis_url */
@@ -152,13 +153,18 @@ pk_capture_forget(void *arg)
 {
 	for (int i = 0; i < PK_REDIS_OPEN; i++)
 		if (pk_open[i] == arg)
+		{
 			pk_open[i] = NULL;
+			pk_open_count--;
+		}
 }
 
 /* The open capture of an execution, or NULL */
-static PkRedisCapture *
+static inline PkRedisCapture *
 pk_capture_of(QueryDesc *queryDesc)
 {
+	if (pk_open_count == 0)
+		return NULL;
 	for (int i = 0; i < PK_REDIS_OPEN; i++)
 		if (pk_open[i] != NULL && pk_open[i]->queryDesc == queryDesc)
 			return pk_open[i];
@@ -308,6 +314,7 @@ pk_capture_start(QueryDesc *queryDesc, int slot, const char *hex, const char *ro
 	cb->arg = cap;
 	MemoryContextRegisterResetCallback(cap->cxt, cb);
 	pk_open[slot] = cap;
+	pk_open_count++;
 	/* other executions of the same key leave it to this one */
 	pk_redis_mark_pending(check, gensum);
 }

@@ -8,18 +8,24 @@
  * entry: nothing here ever does I/O.  The table has a fixed capacity,
  * perfkit.max_statements, sized at server start.
  *
+ * Statements do not write here one by one: each backend adds its
+ * executions to its own pending figures (stats_pending.c) and flushes them
+ * into this table at most once per perfkit.stats_flush_interval.
+ *
  * Locking:
- *	- pk_state->lock (an LWLock) protects the table's structure.  Recording
- *	  an execution of an existing entry takes it in SHARED mode only; it is
- *	  taken EXCLUSIVE to create an entry, to evict and to reset.
+ *	- pk_state->lock (an LWLock) protects the table's structure.  A flush
+ *	  takes it in SHARED mode to add to existing entries; it is taken
+ *	  EXCLUSIVE to create an entry, to evict and to reset.
  *	- Each entry's counters are protected by the entry's own spinlock, held
- *	  for a few dozen instructions while one execution is added.  So
- *	  backends running different statements never contend, and backends
- *	  running the same statement contend only for that spinlock.
+ *	  while one backend's pending figures are added and while a reader
+ *	  copies them.
  *	- The query text of an entry is written once, when the entry is created
  *	  under the exclusive lock, and is read under the shared lock.
  *	- pk_state->mutex (a spinlock) protects the table-wide counters that
  *	  are updated under the shared lock (dropped).
+ *	- pk_state->generation is bumped by a reset under the exclusive lock;
+ *	  backends read it without a lock to notice that their pending figures
+ *	  belong to before the reset.
  *
  * Eviction: when the table is full and a new statement arrives, the least
  * used 5% of entries (at least 10) are removed in one pass.  "Usage" is the
@@ -54,6 +60,7 @@ bool		pk_track_utility = true;
 bool		pk_save = true;
 int			pk_max_statements = 5000;
 int			pk_max_query_length = 2048;
+int			pk_stats_flush_interval = 1000;
 
 PkSharedState *pk_state = NULL;
 HTAB	   *pk_hash = NULL;
@@ -78,6 +85,11 @@ pk_stats_init(void)
 							"Bytes of normalized statement text kept per statement; longer texts are truncated.",
 							NULL, &pk_max_query_length, 2048, 64, 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("perfkit.stats_flush_interval",
+							"Longest time a backend keeps statement figures to itself before adding them to the shared statistics.",
+							"0 adds every execution at once.",
+							&pk_stats_flush_interval, 1000, 0, 60000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
 /* Size of one hash entry, including the text buffer */
@@ -114,6 +126,7 @@ pk_stats_shmem_init(void)
 		pk_state->dropped = 0;
 		pk_state->median_usage = PK_USAGE_INIT;
 		pk_state->stats_reset = GetCurrentTimestamp();
+		pg_atomic_init_u32(&pk_state->generation, 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -138,6 +151,7 @@ pk_stats_calls(Oid userid, Oid dbid, uint64 queryid)
 {
 	int64		calls = 0;
 
+	pk_stats_flush();
 	for (int toplevel = 0; toplevel <= 1; toplevel++)
 	{
 		PkStatsKey	key;
@@ -159,17 +173,6 @@ pk_stats_calls(Oid userid, Oid dbid, uint64 queryid)
 		LWLockRelease(pk_state->lock);
 	}
 	return calls;
-}
-
-/* Build the key of the current role and database for a query id */
-void
-pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel)
-{
-	memset(key, 0, sizeof(PkStatsKey));
-	key->userid = GetUserId();
-	key->dbid = MyDatabaseId;
-	key->queryid = queryid;
-	key->toplevel = toplevel;
 }
 
 /* qsort comparator: entries by ascending usage */
@@ -277,111 +280,13 @@ pk_stats_insert_locked(const PkStatsKey *key, const char *query, int query_len,
 	return entry;
 }
 
-/* Count an execution that could not be recorded */
-static void
-pk_stats_count_dropped(void)
+/* Count executions that could not be recorded */
+void
+pk_stats_count_dropped(int64 executions)
 {
 	SpinLockAcquire(&pk_state->mutex);
-	pk_state->dropped++;
+	pk_state->dropped += executions;
 	SpinLockRelease(&pk_state->mutex);
-}
-
-/*
- * Create the entry of a statement at parse time, when its constants are
- * known and the text can be normalized.  Does nothing if it exists.
- */
-void
-pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jstate,
-					  const char *source, int location, int len)
-{
-	char	   *text;
-	bool		exists;
-
-	LWLockAcquire(pk_state->lock, LW_SHARED);
-	exists = hash_search(pk_hash, key, HASH_FIND, NULL) != NULL;
-	LWLockRelease(pk_state->lock);
-	if (exists)
-		return;
-
-	/* normalize outside the lock */
-	text = pk_normalize_query(jstate, source, location, &len);
-
-	LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
-	if (pk_stats_insert_locked(key, text, len, GetCurrentTimestamp()) == NULL)
-		pk_stats_count_dropped();
-	LWLockRelease(pk_state->lock);
-	pfree(text);
-}
-
-/* Add one execution to an entry's counters; the caller holds its spinlock */
-static inline void
-pk_counters_add(PkCounters *c, const PkExecution *x, TimestampTz now)
-{
-	double		t = x->duration_ms;
-
-	c->calls++;
-	if (c->calls == 1)
-	{
-		c->min_time = c->max_time = c->mean_time = t;
-		c->sum_var_time = 0.0;
-	}
-	else
-	{
-		double		old_mean = c->mean_time;
-
-		c->mean_time += (t - old_mean) / c->calls;
-		c->sum_var_time += (t - old_mean) * (t - c->mean_time);
-		if (t < c->min_time)
-			c->min_time = t;
-		if (t > c->max_time)
-			c->max_time = t;
-	}
-	c->total_time += t;
-	c->rows += x->rows;
-	c->shared_blks_hit += x->shared_blks_hit;
-	c->shared_blks_read += x->shared_blks_read;
-	c->temp_blks_written += x->temp_blks_written;
-	if (x->slow)
-		c->slow_calls++;
-	c->usage += 1.0;
-	c->last_seen = now;
-	pk_hist_add(&c->hist, t);
-}
-
-/*
- * Record one execution.  The common case (the entry exists) takes the
- * table lock shared and the entry's spinlock; a missing entry is created
- * with the statement's raw text (its constants are no longer known).
- */
-void
-pk_stats_record(const PkStatsKey *key, const char *source, int location,
-				int len, const PkExecution *exec)
-{
-	PkStatsEntry *entry;
-
-	LWLockAcquire(pk_state->lock, LW_SHARED);
-	entry = hash_search(pk_hash, key, HASH_FIND, NULL);
-	if (entry == NULL)
-	{
-		const char *text;
-
-		LWLockRelease(pk_state->lock);
-		text = CleanQuerytext(source ? source : "", &location, &len);
-		LWLockAcquire(pk_state->lock, LW_EXCLUSIVE);
-		entry = pk_stats_insert_locked(key, text, len, exec->end_time);
-		if (entry == NULL)
-		{
-			LWLockRelease(pk_state->lock);
-			pk_stats_count_dropped();
-			return;
-		}
-	}
-
-	SpinLockAcquire(&entry->mutex);
-	pk_counters_add(&entry->counters, exec, exec->end_time);
-	SpinLockRelease(&entry->mutex);
-
-	LWLockRelease(pk_state->lock);
 }
 
 /* Remove every entry and restart the table-wide counters */
@@ -402,5 +307,7 @@ pk_stats_reset(void)
 	pk_state->median_usage = PK_USAGE_INIT;
 	pk_state->stats_reset = GetCurrentTimestamp();
 	SpinLockRelease(&pk_state->mutex);
+	/* every backend's pending figures now belong to the past: they are dropped */
+	pg_atomic_fetch_add_u32(&pk_state->generation, 1);
 	LWLockRelease(pk_state->lock);
 }

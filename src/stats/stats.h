@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * stats.h
- *	  Shared-memory table of per-statement statistics.
+ *	  Per-statement statistics: a shared-memory table (stats.c) fed by each
+ *	  backend's pending figures (stats_pending.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -10,6 +11,7 @@
 
 #include "core/core.h"
 
+#include "miscadmin.h"
 #include "utils/timestamp.h"
 
 
@@ -39,16 +41,28 @@ extern bool pk_track_utility;
 extern bool pk_save;
 extern int	pk_max_statements;
 extern int	pk_max_query_length;
+extern int	pk_stats_flush_interval;
 
 extern void pk_stats_init(void);
 extern Size pk_stats_shmem_size(void);
 extern bool pk_stats_shmem_init(void);
 extern void pk_stats_require_loaded(void);
-extern void pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel);
+/* Build the key of the current role and database for a query id */
+static inline void
+pk_stats_make_key(PkStatsKey *key, uint64 queryid, bool toplevel)
+{
+	memset(key, 0, sizeof(PkStatsKey));
+	key->userid = GetUserId();
+	key->dbid = MyDatabaseId;
+	key->queryid = queryid;
+	key->toplevel = toplevel;
+}
+
 extern void pk_stats_ensure_entry(const PkStatsKey *key, const JumbleState *jstate,
 								  const char *source, int location, int len);
 extern void pk_stats_record(const PkStatsKey *key, const char *source,
 							int location, int len, const PkExecution *exec);
+extern void pk_stats_flush(void);
 extern void pk_stats_reset(void);
 extern int64 pk_stats_calls(Oid userid, Oid dbid, uint64 queryid);
 

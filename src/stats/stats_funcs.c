@@ -3,7 +3,8 @@
  * stats_funcs.c
  *	  SQL-callable functions behind the perfkit views.
  *
- * Readers take the table lock in SHARED mode, copy each entry's counters
+ * Readers first flush their own backend's pending figures (so a session
+ * always sees its own statements), then take the table lock in SHARED mode, copy each entry's counters
  * under its spinlock and compute percentiles from the copy, so a reader
  * never holds a spinlock for longer than a memcpy.  Query texts of other
  * roles are returned as NULL unless the caller has the privileges of
@@ -75,6 +76,7 @@ perfkit_statements(PG_FUNCTION_ARGS)
 	PkStatsEntry *entry;
 
 	pk_stats_require_loaded();
+	pk_stats_flush();
 	InitMaterializedSRF(fcinfo, 0);
 
 	LWLockAcquire(pk_state->lock, LW_SHARED);
@@ -144,6 +146,7 @@ perfkit_info(PG_FUNCTION_ARGS)
 	TimestampTz stats_reset;
 
 	pk_stats_require_loaded();
+	pk_stats_flush();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
@@ -181,6 +184,7 @@ perfkit_latency_bins(PG_FUNCTION_ARGS)
 	bool		found = false;
 
 	pk_stats_require_loaded();
+	pk_stats_flush();
 	memset(&key, 0, sizeof(key));
 	key.userid = PG_GETARG_OID(0);
 	key.dbid = PG_GETARG_OID(1);
@@ -348,6 +352,7 @@ perfkit_top_statements(PG_FUNCTION_ARGS)
 	int			size;
 
 	pk_stats_require_loaded();
+	pk_stats_flush();
 	n = pk_top_arg(fcinfo);
 	InitMaterializedSRF(fcinfo, 0);
 	size = pk_top_select(n, &copies);
@@ -401,6 +406,7 @@ perfkit_top_statements_histogram(PG_FUNCTION_ARGS)
 	int			size;
 
 	pk_stats_require_loaded();
+	pk_stats_flush();
 	n = pk_top_arg(fcinfo);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,

@@ -10,6 +10,7 @@
 #ifndef PERFKIT_STATS_INTERNAL_H
 #define PERFKIT_STATS_INTERNAL_H
 
+#include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/hsearch.h"
@@ -59,6 +60,7 @@ typedef struct PkSharedState
 	int64		dropped;		/* executions not recorded (no entry could be made) */
 	double		median_usage;	/* usage given to new entries */
 	TimestampTz stats_reset;	/* last reset of all statistics */
+	pg_atomic_uint32 generation;	/* bumped by every reset, under the exclusive lock */
 } PkSharedState;
 
 extern PkSharedState *pk_state;
@@ -66,5 +68,6 @@ extern HTAB *pk_hash;
 
 extern PkStatsEntry *pk_stats_insert_locked(const PkStatsKey *key, const char *query,
 											int query_len, TimestampTz first_seen);
+extern void pk_stats_count_dropped(int64 executions);
 
 #endif							/* PERFKIT_STATS_INTERNAL_H */

@@ -9,6 +9,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PerfkitStats;    # wait_for_flushes
+
 my $node = PostgreSQL::Test::Cluster->new('concurrency');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
@@ -47,6 +51,7 @@ SELECT bump(:k);
 }
 	});
 
+ok(wait_for_flushes($node), 'the clients are gone, their figures flushed');
 my $total = $clients * $transactions;
 is( $node->safe_psql('postgres',
 		q{SELECT calls FROM perfkit.statements WHERE query LIKE 'UPDATE counters SET n = n + $_ WHERE id = $_' AND toplevel}),

@@ -17,6 +17,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PerfkitStats;    # wait_for_flushes
+
 my $node = PostgreSQL::Test::Cluster->new('preload_orders');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
@@ -123,6 +127,7 @@ END;
 }
 		});
 
+	wait_for_flushes($node);
 	my $got = entries('perfkit.statements');
 	like($got, qr/^t\|1\|0\|VACUUM po_items$/m, "$name: utility statements are recorded");
 	like($got, qr/^t\|22\|0\|BEGIN$/m, "$name: the prepared BEGIN is recorded at every execution");

@@ -10,6 +10,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PerfkitStats;    # wait_for_flushes
+
 my $node = PostgreSQL::Test::Cluster->new('advisor');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
@@ -53,6 +57,7 @@ $node->pgbench(
 SELECT sku FROM items WHERE order_id = :oid;
 }
 	});
+ok(wait_for_flushes($node), 'the pgbench sessions are gone, their figures flushed');
 $node->safe_psql('postgres', 'SELECT count(*) FROM scratch WHERE b = 77', extra_params => ['-U', 'app']);
 $node->safe_psql('postgres', 'DROP TABLE shop.scratch');
 
