@@ -18,7 +18,7 @@ PGFILEDESC = "perfkit - statement statistics, slow queries, N+1 detection, index
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), run by test/run_tests.sh against a temp
 # instance configured by test/regress.conf.  `make installcheck` also works on a running server
 # that preloads perfkit.
-REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds redis advisor bad_input
+REGRESS = setup statements percentiles utility nested pgss_parity eviction reset privileges slow nplusone index_builds redis advisor advisor_workload advisor_shop bad_input
 REGRESS_OPTS = --inputdir=. --outputdir=results
 ISOLATION = concurrent_updates
 ISOLATION_OPTS = --inputdir=test/isolation

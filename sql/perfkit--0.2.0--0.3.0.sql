@@ -334,6 +334,21 @@ BEGIN
     IF n = 0 THEN
         out := out || E'    (none: no sampled statement would get that much cheaper with a new index)\n';
     END IF;
+    -- the advisor's builds: the measured time of their statements before and since the request
+    n := 0;
+    FOR q IN SELECT * FROM perfkit.index_recommendation_results ORDER BY build_id DESC LIMIT top LOOP
+        n := n + 1;
+        IF n = 1 THEN
+            out := out || E'\n== Recommended indexes built: measured ==\n';
+        END IF;
+        out := out || format(E'%s (%s)\n    %s\n', q.definition, q.status,
+                             CASE WHEN q.calls_since > 0 AND q.speedup IS NOT NULL
+                                  THEN format('%s statement(s) %sx as fast over %s calls since the request (%s ms per call before, %s ms since)',
+                                              cardinality(q.queryids), round(q.speedup::numeric, 1),
+                                              q.calls_since, round(q.mean_ms_before::numeric, 3),
+                                              round(q.mean_ms_since::numeric, 3))
+                                  ELSE 'no calls of its statements since the request' END);
+    END LOOP;
     out := out || E'\n== Redis result cache ==\n';
     SELECT * INTO q FROM perfkit.redis_status;
     IF NOT q.enabled THEN
@@ -353,3 +368,181 @@ BEGIN
 END
 $report$;
 -- ==== report: slow queries grouped by statement (end) ====
+
+-- ==== index advisor v2: the workload's cost, greedy choice with interactions (begin) ====
+-- _index_recommendations() gains a max_indexes argument (the budget of the greedy search) and six
+-- trailing columns.  The new function is created next to the old one (an overload), the view is
+-- replaced on top of it with the same twelve leading columns (CREATE OR REPLACE VIEW keeps its
+-- grants and the objects that depend on it), then the old function, on which nothing depends
+-- any more, is dropped.  create_recommended_indexes() keeps its signature.
+
+-- The chosen configuration, one row per index, in the order the search chose them.
+CREATE FUNCTION perfkit._index_recommendations(
+    min_improvement double precision,
+    max_indexes integer DEFAULT NULL,
+    OUT relation regclass,
+    OUT columns text[],
+    OUT method text,
+    OUT definition text,
+    OUT queryids bigint[],
+    OUT calls bigint,
+    OUT cost_before double precision,
+    OUT cost_after double precision,
+    OUT improvement_pct double precision,
+    OUT est_size_bytes bigint,
+    OUT write_ratio double precision,
+    OUT score double precision,
+    OUT step integer,
+    OUT statements jsonb,
+    OUT workload_pct double precision,
+    OUT maintenance_cost double precision,
+    OUT maintenance_ms_per_hour double precision,
+    OUT saving_ms_per_hour double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'perfkit_index_recommendations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Indexes the observed workload would gain from, in the order chosen (threshold
+-- perfkit.advisor_min_improvement).
+CREATE OR REPLACE VIEW perfkit.index_recommendations AS
+SELECT *
+FROM perfkit._index_recommendations(
+        pg_catalog.current_setting('perfkit.advisor_min_improvement', true)::double precision,
+        NULL::integer)
+ORDER BY step, definition;
+
+DROP FUNCTION perfkit._index_recommendations(double precision);
+
+-- Request concurrent builds of the best recommendations (or, with dry_run, only list them).
+-- Runs inside the caller's transaction, like perfkit.create_index_concurrently(); tables the
+-- caller may not index are skipped with a notice.  max_indexes is the budget of the search: a pair
+-- chosen together is built together or not at all.
+CREATE OR REPLACE FUNCTION perfkit.create_recommended_indexes(
+    min_improvement double precision DEFAULT 50,
+    max_indexes integer DEFAULT 10,
+    dry_run boolean DEFAULT false)
+RETURNS TABLE (build_id bigint, definition text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $create$
+DECLARE
+    rec record;
+BEGIN
+    IF min_improvement IS NULL OR min_improvement = 'NaN' OR min_improvement < 0
+       OR min_improvement > 100 THEN
+        RAISE EXCEPTION 'min_improvement must be between 0 and 100'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It is the smallest planner-estimated cost cut, in percent.';
+    END IF;
+    IF max_indexes IS NULL OR max_indexes < 0 THEN
+        RAISE EXCEPTION 'max_indexes must be a non-negative integer'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the loop below is perfkit's own, not an N+1 loop of the user's
+    PERFORM perfkit._nplusone_quiet();
+    FOR rec IN
+        SELECT r.relation, r.definition, r.queryids, c.relowner
+        FROM perfkit._index_recommendations(min_improvement, max_indexes) AS r
+        JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) r.relation
+        ORDER BY r.step, r.definition
+    LOOP
+        IF NOT pg_catalog.pg_has_role(rec.relowner, 'USAGE') THEN
+            RAISE NOTICE 'skipping the recommended index on %', rec.relation
+                USING DETAIL = 'Only the owner of the table can create an index on it.';
+            CONTINUE;
+        END IF;
+        build_id := CASE WHEN dry_run THEN NULL
+                         ELSE perfkit.create_index_concurrently(rec.definition) END;
+        IF NOT dry_run THEN
+            PERFORM perfkit._note_index_advice(build_id, rec.queryids);
+        END IF;
+        definition := rec.definition;
+        RETURN NEXT;
+    END LOOP;
+END
+$create$;
+
+-- What each build requested by create_recommended_indexes() was chosen for: its statements with
+-- their calls and total time at the request, as [{"queryid", "calls", "total"}].  Rolled back with
+-- the request; private to the extension's owner like perfkit.index_build_requests.
+CREATE TABLE perfkit.index_advice (
+    build_id bigint PRIMARY KEY,
+    baseline jsonb NOT NULL);
+REVOKE ALL ON TABLE perfkit.index_advice FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('perfkit.index_advice', '');
+
+-- Record the baseline of a build the caller's session just requested.
+CREATE FUNCTION perfkit._note_index_advice(build_id bigint, queryids bigint[])
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $note$
+    INSERT INTO perfkit.index_advice (build_id, baseline)
+    SELECT r.id,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('queryid', s.queryid, 'calls', s.calls,
+                                                         'total', s.total) ORDER BY s.queryid)
+                       FROM (SELECT st.queryid, sum(st.calls) AS calls,
+                                    sum(st.total_exec_time) AS total
+                               FROM perfkit.statements st
+                              WHERE st.queryid = ANY (queryids)
+                                AND st.dbid = (SELECT d.oid FROM pg_database d
+                                                WHERE d.datname = current_database())
+                              GROUP BY st.queryid) s), '[]'::jsonb)
+      FROM perfkit.index_build_requests r
+     WHERE r.id = build_id AND r.status = 'pending'
+       AND pg_has_role(session_user, r.requested_by, 'USAGE')
+    ON CONFLICT DO NOTHING;
+$note$;
+REVOKE ALL ON FUNCTION perfkit._note_index_advice(bigint, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION perfkit._note_index_advice(bigint, bigint[]) TO PUBLIC;
+
+-- The advisor's builds with the measured time of their statements: mean per call up to the request
+-- and since; speedup = the time the calls since would have taken at the earlier mean / the time
+-- they took.  A reset of perfkit.statements after the request makes the comparison meaningless.
+CREATE VIEW perfkit.index_recommendation_results AS
+SELECT a.build_id,
+       b.definition,
+       b.status,
+       b.requested_at,
+       pg_catalog.array_agg(x.queryid ORDER BY x.queryid) AS queryids,
+       pg_catalog.sum(x.calls_before)::bigint AS calls_before,
+       pg_catalog.sum(x.total_before) OPERATOR(pg_catalog./)
+         NULLIF(pg_catalog.sum(x.calls_before), 0) AS mean_ms_before,
+       pg_catalog.sum(x.calls_since)::bigint AS calls_since,
+       pg_catalog.sum(x.total_since) OPERATOR(pg_catalog./)
+         NULLIF(pg_catalog.sum(x.calls_since), 0) AS mean_ms_since,
+       pg_catalog.sum(x.expected_since) OPERATOR(pg_catalog./)
+         NULLIF(pg_catalog.sum(x.total_since), 0) AS speedup
+  FROM perfkit.index_advice a
+  JOIN perfkit.index_builds b ON b.id OPERATOR(pg_catalog.=) a.build_id
+  LEFT JOIN LATERAL (
+       SELECT (e OPERATOR(pg_catalog.->>) 'queryid')::bigint AS queryid,
+              (e OPERATOR(pg_catalog.->>) 'calls')::double precision AS calls_before,
+              (e OPERATOR(pg_catalog.->>) 'total')::double precision AS total_before,
+              GREATEST(COALESCE(n.calls, 0) OPERATOR(pg_catalog.-)
+                       (e OPERATOR(pg_catalog.->>) 'calls')::double precision, 0) AS calls_since,
+              GREATEST(COALESCE(n.total, 0) OPERATOR(pg_catalog.-)
+                       (e OPERATOR(pg_catalog.->>) 'total')::double precision, 0) AS total_since,
+              CASE WHEN (e OPERATOR(pg_catalog.->>) 'calls')::double precision OPERATOR(pg_catalog.>) 0
+                   THEN GREATEST(COALESCE(n.calls, 0) OPERATOR(pg_catalog.-)
+                                 (e OPERATOR(pg_catalog.->>) 'calls')::double precision, 0)
+                        OPERATOR(pg_catalog.*) (e OPERATOR(pg_catalog.->>) 'total')::double precision
+                        OPERATOR(pg_catalog./) (e OPERATOR(pg_catalog.->>) 'calls')::double precision
+              END AS expected_since
+         FROM pg_catalog.jsonb_array_elements(a.baseline) AS e
+         LEFT JOIN LATERAL (
+              SELECT pg_catalog.sum(s.calls)::double precision AS calls,
+                     pg_catalog.sum(s.total_exec_time) AS total
+                FROM perfkit.statements s
+               WHERE s.queryid OPERATOR(pg_catalog.=) (e OPERATOR(pg_catalog.->>) 'queryid')::bigint
+                 AND s.dbid OPERATOR(pg_catalog.=)
+                     (SELECT d.oid FROM pg_catalog.pg_database d
+                       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())) AS n
+           ON true) AS x ON true
+ GROUP BY a.build_id, b.definition, b.status, b.requested_at;
+GRANT SELECT ON perfkit.index_recommendation_results TO PUBLIC;
+-- ==== index advisor v2 (end) ====

@@ -9,14 +9,17 @@
  * sort keys above its scans, with one representative text (constants and
  * bind parameters included) per fingerprint, in a bounded shared table.
  * perfkit.index_recommendations reads that table, derives candidate
- * indexes, and plans every affected statement again with each candidate
- * injected as a hypothetical index; nothing is ever executed.
+ * indexes, and chooses a set of them greedily by the workload's planned
+ * cost with the set, plus the set's maintenance under the observed writes
+ * and its size, planning the affected statements again with hypothetical
+ * indexes injected; nothing is ever executed.
  *
  * Files: advisor_collect.c (sampling, collection, the shared table),
  * advisor_whatif.c (hypothetical indexes), advisor_candidates.c,
  * advisor_replay.c, advisor_choose.c and advisor.c (SQL functions).
- * The advisor reads calls through stats.h and nothing else of another
- * capability.
+ * The advisor reads calls through stats.h, and measured times and
+ * written rows through the SQL view perfkit.statements, and nothing else
+ * of another capability.
  *
  * Locking: the shared table has its LWLock (PK_LOCK_ADVISOR), taken only
  * by sampled statements and by the SQL functions; each entry has a

@@ -216,31 +216,30 @@ pk_adv_already_indexed(const PkHypoIndex *h)
 	return covered;
 }
 
-/* Add a candidate unless an equal one exists; returns its index or -1 */
-static int
+/* Add a candidate unless an equal one exists; returns it (the existing one), NULL for no columns */
+PkAdvCand *
 pk_adv_add_candidate(List **cands, const PkHypoIndex *h)
 {
 	ListCell   *lc;
 	PkAdvCand  *c;
-	int			i = 0;
 
 	if (h->ncolumns == 0)
-		return -1;
+		return NULL;
 	foreach(lc, *cands)
 	{
-		PkHypoIndex *o = &((PkAdvCand *) lfirst(lc))->hypo;
+		PkAdvCand  *o = (PkAdvCand *) lfirst(lc);
 
-		if (o->relid == h->relid && o->amoid == h->amoid && o->ncolumns == h->ncolumns &&
-			memcmp(o->attnums, h->attnums, sizeof(AttrNumber) * h->ncolumns) == 0 &&
-			memcmp(o->desc, h->desc, sizeof(bool) * h->ncolumns) == 0 &&
-			memcmp(o->nulls_first, h->nulls_first, sizeof(bool) * h->ncolumns) == 0)
-			return i;
-		i++;
+		if (o->hypo.relid == h->relid && o->hypo.amoid == h->amoid &&
+			o->hypo.ncolumns == h->ncolumns &&
+			memcmp(o->hypo.attnums, h->attnums, sizeof(AttrNumber) * h->ncolumns) == 0 &&
+			memcmp(o->hypo.desc, h->desc, sizeof(bool) * h->ncolumns) == 0 &&
+			memcmp(o->hypo.nulls_first, h->nulls_first, sizeof(bool) * h->ncolumns) == 0)
+			return o;
 	}
 	c = palloc0(sizeof(PkAdvCand));
 	c->hypo = *h;
 	*cands = lappend(*cands, c);
-	return i;
+	return c;
 }
 
 /* Add a btree candidate and each of its proper prefixes */
@@ -403,4 +402,15 @@ pk_adv_may_help(const PkAdvStmt *s, const PkHypoIndex *h)
 		if (!pk_adv_uses_column(s, h->relid, h->attnums[i]))
 			return false;
 	return true;
+}
+
+/*
+ * True when the planner may use the index for the statement at all: the
+ * statement uses its leading column.  An index chosen for the configuration
+ * can change the plans of these statements only.
+ */
+bool
+pk_adv_may_use(const PkAdvStmt *s, const PkHypoIndex *h)
+{
+	return h->ncolumns > 0 && pk_adv_uses_column(s, h->relid, h->attnums[0]);
 }

@@ -1,19 +1,68 @@
 /*-------------------------------------------------------------------------
  *
  * advisor_choose.c
- *	  Index advisor: measure each candidate over the statements it may help
- *	  and choose the set of recommendations.
+ *	  Index advisor: choose a configuration of indexes for the whole workload.
+ *
+ * The objective is the workload's cost under a configuration C of new
+ * indexes: the sum over the statements of calls x planned cost under C,
+ * plus, for each index of C, the cost of maintaining it under the observed
+ * writes to its table and a price for its size (perfkit.advisor_space_cost).
+ *
+ * The search is greedy and sees interactions (AutoAdmin's greedy, Kossmann
+ * et al. 2020): a step is one candidate, or a pair for a join (the inner
+ * side's join column with a filter of the outer side), and every step is
+ * judged by planning the statements with the indexes chosen so far plus the
+ * step's.  The step that lowers the objective most is taken, until the best
+ * one saves less than PK_ADV_MIN_STEP_SHARE of the workload's cost or the
+ * budget is spent.  After a step only the statements that use the leading
+ * column of a new index are planned again: no other statement's plan can
+ * change.  A pair is taken only when it beats both of its halves alone
+ * (PK_ADV_PAIR_MARGIN): the second index must add something of its own.
+ *
+ * Before the search, a multi-column candidate goes when one of its prefixes
+ * alone gets PK_ADV_PREFIX_SHARE of its benefit, so that of two indexes
+ * serving a statement about equally the smaller one is proposed.
+ *
+ * No locks or shared memory: all of this is backend-local.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
+#include "access/htup_details.h"
+#include "catalog/pg_am.h"
 #include "utils/fmgrprotos.h"
+#include "utils/syscache.h"
 
 #include "advisor/advisor_internal.h"
 
+/* A step of the search: one candidate or a pair */
+typedef struct PkAdvOption
+{
+	PkAdvCand  *m[2];			/* members */
+	int			n;				/* 1 or 2 */
+	bool		dead;			/* taken, or a member is chosen or dropped */
+	int			nrel;			/* statements it may help */
+	int		   *rel_stmt;		/* their numbers */
+	int		   *rel_slot;		/* its slot in each one's opts[] */
+	double		net;			/* last computed net saving */
+	bool		both;			/* a pair with a statement whose plan uses both */
+} PkAdvOption;
+
+/* The state of one search */
+typedef struct PkAdvSearch
+{
+	PkAdvStmt  *stmts;
+	int			nstmts;
+	PkAdvOption *opts;
+	int			nopts;
+	PkHypoIndex **conf;			/* the configuration chosen so far */
+	int			nconf;
+	MemoryContext scratch;		/* parse trees and plans, reset after each statement */
+} PkAdvSearch;
 
 /* True when p's key columns are a proper prefix of c's */
 static bool
@@ -23,170 +72,77 @@ pk_adv_is_prefix(const PkHypoIndex *p, const PkHypoIndex *c)
 		memcmp(p->attnums, c->attnums, sizeof(AttrNumber) * p->ncolumns) == 0;
 }
 
-/* The trial of candidate c on statement i, or NULL */
-static PkAdvTrial *
-pk_adv_trial_for(const PkAdvCand *c, int i)
+/* True when the statement has a join clause on the candidate's (single) column */
+static bool
+pk_adv_is_join_column(const PkAdvStmt *s, const PkHypoIndex *h)
 {
-	ListCell   *lc;
+	if (h->ncolumns != 1 || h->amoid != BTREE_AM_OID)
+		return false;
+	for (int i = 0; i < s->nquals; i++)
+		if (s->quals[i].cls == PK_CLASS_JOIN && s->quals[i].q.relid == h->relid &&
+			s->quals[i].q.attnum == h->attnums[0])
+			return true;
+	return false;
+}
 
-	foreach(lc, c->trials)
+/* True when the statement filters or sorts on the candidate's leading column */
+static bool
+pk_adv_is_filter_lead(const PkAdvStmt *s, const PkHypoIndex *h)
+{
+	for (int i = 0; i < s->nquals; i++)
 	{
-		PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
+		const PkAdvQual *aq = &s->quals[i];
 
-		if (t->stmt == i)
-			return t;
+		if (aq->cls != PK_CLASS_NONE && aq->cls != PK_CLASS_JOIN &&
+			aq->q.relid == h->relid && aq->q.attnum == h->attnums[0])
+			return true;
 	}
-	return NULL;
+	return false;
 }
 
-/*
- * A chosen index that is a prefix of another chosen one (same method) goes
- * when the longer one, planned for the statements credited to the prefix,
- * serves each of them within PK_ADV_PREFIX_SLACK of the prefix's cost; its
- * statements are credited to the longer one.
- */
-static void
-pk_adv_merge_prefixes(List *chosen, PkAdvStmt *stmts, int nstmts, PkAdvCand **owner,
-					  MemoryContext scratch)
-{
-	ListCell   *lc;
-	ListCell   *lp;
-	int			i;
-
-	foreach(lc, chosen)
-	{
-		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
-
-		foreach(lp, chosen)
-		{
-			PkAdvCand  *p = (PkAdvCand *) lfirst(lp);
-			bool		serves = true;
-
-			if (p == c || p->dropped || c->dropped || !pk_adv_is_prefix(&p->hypo, &c->hypo))
-				continue;
-			for (i = 0; i < nstmts && serves; i++)
-			{
-				PkAdvTrial *tc;
-				PkAdvTrial *tp;
-
-				if (owner[i] != p)
-					continue;
-				if (pk_adv_trial_for(c, i) == NULL)
-					pk_adv_plan_statement(stmts, i, list_make1(c), true, scratch);
-				tc = pk_adv_trial_for(c, i);
-				tp = pk_adv_trial_for(p, i);
-				serves = tc != NULL && tp != NULL && tc->used &&
-					tc->cost <= tp->cost * PK_ADV_PREFIX_SLACK;
-			}
-			if (!serves)
-				continue;
-			p->dropped = true;
-			for (i = 0; i < nstmts; i++)
-				if (owner[i] == p)
-					owner[i] = c;
-		}
-	}
-}
-
-/* Statistics-based share of writes among rows read and written on the table */
-static double
-pk_adv_write_ratio(Oid relid)
-{
-	Datum		oid = ObjectIdGetDatum(relid);
-	double		writes = DatumGetInt64(DirectFunctionCall1(pg_stat_get_tuples_inserted, oid)) +
-		DatumGetInt64(DirectFunctionCall1(pg_stat_get_tuples_updated, oid)) +
-		DatumGetInt64(DirectFunctionCall1(pg_stat_get_tuples_deleted, oid));
-	double		reads = DatumGetInt64(DirectFunctionCall1(pg_stat_get_tuples_returned, oid)) +
-		DatumGetInt64(DirectFunctionCall1(pg_stat_get_tuples_fetched, oid));
-
-	if (writes + reads <= 0)
-		return 0;
-	return writes / (writes + reads);
-}
-
-/*
- * True when trial t counts for candidate c: the planner used the index and
- * the plan got cheaper than bar (the base cost, or what other indexes give);
- * with owner[] set, only for the statements c serves best.
- */
-bool
-pk_adv_helps(const PkAdvCand *c, const PkAdvTrial *t, const PkAdvStmt *stmts, double bar,
-			 PkAdvCand *const *owner)
-{
-	return t->used && stmts[t->stmt].base_cost > 0 && t->cost < bar * 0.99 &&
-		(owner == NULL || owner[t->stmt] == c);
-}
-
-/* Figures of a candidate over the statements it helps beyond best[] (NULL: base costs) */
-static void
-pk_adv_measure(PkAdvCand *c, PkAdvStmt *stmts, const double *best, PkAdvCand *const *owner)
-{
-	ListCell   *lc;
-
-	c->benefit = c->before = c->after = 0;
-	foreach(lc, c->trials)
-	{
-		PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
-		PkAdvStmt  *s = &stmts[t->stmt];
-		double		bar = best ? best[t->stmt] : s->base_cost;
-
-		if (!pk_adv_helps(c, t, stmts, bar, owner))
-			continue;
-		c->benefit += s->calls * (bar - t->cost);
-		c->before += s->calls * s->base_cost;
-		c->after += s->calls * t->cost;
-	}
-	c->improvement = c->before > 0 ? 100.0 * (1.0 - c->after / c->before) : 0;
-}
-
-/* Benefit of candidate p on the statements that candidate c helps */
-static double
-pk_adv_benefit_where(const PkAdvCand *p, const PkAdvCand *c, PkAdvStmt *stmts)
-{
-	double		benefit = 0;
-	ListCell   *lp;
-	ListCell   *lc;
-
-	foreach(lp, p->trials)
-	{
-		PkAdvTrial *tp = (PkAdvTrial *) lfirst(lp);
-		PkAdvStmt  *s = &stmts[tp->stmt];
-
-		if (!pk_adv_helps(p, tp, stmts, s->base_cost, NULL))
-			continue;
-		foreach(lc, c->trials)
-		{
-			PkAdvTrial *tc = (PkAdvTrial *) lfirst(lc);
-
-			if (tc->stmt == tp->stmt && pk_adv_helps(c, tc, stmts, s->base_cost, NULL))
-			{
-				benefit += s->calls * (s->base_cost - tp->cost);
-				break;
-			}
-		}
-	}
-	return benefit;
-}
-
-/* Order candidates by score, best first; ties by fewer columns */
-static int
-pk_adv_cmp_score(const void *a, const void *b)
-{
-	const PkAdvCand *x = *(PkAdvCand *const *) a;
-	const PkAdvCand *y = *(PkAdvCand *const *) b;
-
-	if (x->score != y->score)
-		return x->score > y->score ? -1 : 1;
-	return x->hypo.ncolumns - y->hypo.ncolumns;
-}
-
-/* Step 2: the candidates of every statement, those an existing index covers marked dropped */
+/* The tables a statement has usable predicates on */
 static List *
-pk_adv_all_candidates(PkAdvStmt *stmts, int nstmts)
+pk_adv_stmt_relids(const PkAdvStmt *s)
+{
+	List	   *relids = NIL;
+
+	for (int j = 0; j < s->nquals; j++)
+		if (s->quals[j].cls != PK_CLASS_NONE)
+			relids = list_append_unique_oid(relids, s->quals[j].q.relid);
+	return relids;
+}
+
+/* Remember the pair (a, b) unless known; pairs is a List of two-element arrays */
+static void
+pk_adv_add_pair(List **pairs, PkAdvCand *a, PkAdvCand *b)
+{
+	ListCell   *lc;
+	PkAdvCand **p;
+
+	foreach(lc, *pairs)
+	{
+		p = (PkAdvCand **) lfirst(lc);
+		if (p[0] == a && p[1] == b)
+			return;
+	}
+	p = palloc(sizeof(PkAdvCand *) * 2);
+	p[0] = a;
+	p[1] = b;
+	*pairs = lappend(*pairs, p);
+}
+
+/*
+ * The candidates of every statement (those an existing index covers marked
+ * dropped) and, in *pairs, for each join, its join column on one side with
+ * each filter candidate of the other side
+ */
+static List *
+pk_adv_all_candidates(PkAdvStmt *stmts, int nstmts, List **pairs)
 {
 	List	   *cands = NIL;
 	ListCell   *lc;
 
+	*pairs = NIL;
 	for (int i = 0; i < nstmts; i++)
 		for (int j = 0; j < stmts[i].nquals; j++)
 			if (stmts[i].quals[j].cls == PK_CLASS_EQ)
@@ -195,182 +151,448 @@ pk_adv_all_candidates(PkAdvStmt *stmts, int nstmts)
 																stmts[i].quals[j].q.attnum);
 	for (int i = 0; i < nstmts; i++)
 	{
-		List	   *relids = NIL;
+		PkAdvStmt  *s = &stmts[i];
+		List	   *relids = pk_adv_stmt_relids(s);
+		List	   *local = NIL;
+		List	   *mine = NIL;
+		ListCell   *la;
+		ListCell   *lb;
 
-		for (int j = 0; j < stmts[i].nquals; j++)
-			if (stmts[i].quals[j].cls != PK_CLASS_NONE)
-				relids = list_append_unique_oid(relids, stmts[i].quals[j].q.relid);
 		foreach(lc, relids)
-			pk_adv_candidates_for(&cands, &stmts[i], lfirst_oid(lc));
+			pk_adv_candidates_for(&local, s, lfirst_oid(lc));
+		foreach(lc, local)
+			mine = lappend(mine, pk_adv_add_candidate(&cands, &((PkAdvCand *) lfirst(lc))->hypo));
+		if (list_length(relids) > 1)
+			foreach(la, mine)
+			{
+				PkAdvCand  *a = (PkAdvCand *) lfirst(la);
+
+				if (!pk_adv_is_join_column(s, &a->hypo))
+					continue;
+				foreach(lb, mine)
+				{
+					PkAdvCand  *b = (PkAdvCand *) lfirst(lb);
+
+					if (b->hypo.relid != a->hypo.relid && pk_adv_is_filter_lead(s, &b->hypo))
+						pk_adv_add_pair(pairs, a, b);
+				}
+			}
 		list_free(relids);
+		list_free_deep(local);
+		list_free(mine);
 	}
 	foreach(lc, cands)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
 
 		c->dropped = pk_adv_already_indexed(&c->hypo);
+		c->single = -1;
 	}
 	return cands;
 }
 
-/* Step 3: plan each statement that some live candidate may help, without and with them */
+/* The options: each live candidate alone, then each pair of live candidates */
 static void
-pk_adv_plan_all(PkAdvStmt *stmts, int nstmts, List *cands, MemoryContext scratch)
+pk_adv_make_options(PkAdvSearch *S, List *cands, List *pairs)
 {
-	for (int i = 0; i < nstmts; i++)
-	{
-		PkAdvStmt  *s = &stmts[i];
-		bool		any = false;
-		ListCell   *lc;
-
-		s->base_cost = -1;
-		foreach(lc, cands)
-		{
-			PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
-
-			if (!c->dropped && pk_adv_may_help(s, &c->hypo))
-			{
-				any = true;
-				break;
-			}
-		}
-		if (any)
-			pk_adv_plan_statement(stmts, i, cands, false, scratch);
-	}
-}
-
-/*
- * Step 4: the candidates whose benefit reaches min_improvement, scored, a
- * multi-column one dropped when a prefix gets most of its benefit; returns
- * them in an array of *n.
- */
-static PkAdvCand **
-pk_adv_worthwhile(List *cands, PkAdvStmt *stmts, double min_improvement, int *n)
-{
-	PkAdvCand **order = palloc(sizeof(PkAdvCand *) * Max(list_length(cands), 1));
 	ListCell   *lc;
+	int			n = 0;
 
-	*n = 0;
+	S->opts = palloc0(sizeof(PkAdvOption) * Max(list_length(cands) + list_length(pairs), 1));
 	foreach(lc, cands)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
 
 		if (c->dropped)
 			continue;
-		pk_adv_measure(c, stmts, NULL, NULL);
-		if (c->benefit <= 0 || c->improvement < min_improvement)
-			continue;
-		c->write_ratio = pk_adv_write_ratio(c->hypo.relid);
-		c->score = c->benefit * (1.0 - 0.5 * c->write_ratio);
-		order[(*n)++] = c;
+		c->single = n;
+		S->opts[n].m[0] = c;
+		S->opts[n++].n = 1;
 	}
-	for (int i = 0; i < *n; i++)
-		for (int j = 0; j < *n; j++)
-			if (i != j && !order[j]->dropped && pk_adv_is_prefix(&order[j]->hypo, &order[i]->hypo) &&
-				pk_adv_benefit_where(order[j], order[i], stmts) >=
-				PK_ADV_PREFIX_SHARE * order[i]->benefit)
-			{
-				order[i]->dropped = true;
-				break;
-			}
-	return order;
+	foreach(lc, pairs)
+	{
+		PkAdvCand **p = (PkAdvCand **) lfirst(lc);
+
+		if (p[0]->dropped || p[1]->dropped)
+			continue;
+		S->opts[n].m[0] = p[0];
+		S->opts[n].m[1] = p[1];
+		S->opts[n++].n = 2;
+	}
+	S->nopts = n;
 }
 
-/* Greedy choice by score: each index must add to what the chosen ones give; best[] ends as their costs */
-static List *
-pk_adv_choose_greedily(PkAdvCand **order, int n, PkAdvStmt *stmts, int nstmts, double *best)
+/* Link each statement with the options that may help it (it uses all their columns) */
+static void
+pk_adv_link(PkAdvSearch *S)
 {
-	List	   *chosen = NIL;
+	int		   *count = palloc0(sizeof(int) * Max(S->nopts, 1));
 
-	qsort(order, n, sizeof(PkAdvCand *), pk_adv_cmp_score);
-	for (int i = 0; i < nstmts; i++)
-		best[i] = stmts[i].base_cost;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < S->nstmts; i++)
 	{
-		PkAdvCand  *c = order[i];
-		PkAdvCand	extra = *c;
+		PkAdvStmt  *s = &S->stmts[i];
+		int		   *mine = palloc(sizeof(int) * Max(S->nopts, 1));
+		List	   *relids = pk_adv_stmt_relids(s);
+
+		s->nopts = 0;
+		for (int o = 0; o < S->nopts; o++)
+		{
+			PkAdvOption *op = &S->opts[o];
+			bool		ok = true;
+
+			for (int k = 0; k < op->n && ok; k++)
+				ok = list_member_oid(relids, op->m[k]->hypo.relid) &&
+					pk_adv_may_help(s, &op->m[k]->hypo);
+			if (ok)
+			{
+				mine[s->nopts++] = o;
+				count[o]++;
+			}
+		}
+		s->opts = mine;
+		s->ocost = palloc(sizeof(double) * Max(s->nopts, 1));
+		s->oused = palloc0(sizeof(uint8) * Max(s->nopts, 1));
+		list_free(relids);
+	}
+	for (int o = 0; o < S->nopts; o++)
+	{
+		S->opts[o].rel_stmt = palloc(sizeof(int) * Max(count[o], 1));
+		S->opts[o].rel_slot = palloc(sizeof(int) * Max(count[o], 1));
+	}
+	for (int i = 0; i < S->nstmts; i++)
+		for (int k = 0; k < S->stmts[i].nopts; k++)
+		{
+			PkAdvOption *op = &S->opts[S->stmts[i].opts[k]];
+
+			op->rel_stmt[op->nrel] = i;
+			op->rel_slot[op->nrel++] = k;
+		}
+	pfree(count);
+}
+
+/* Plan statement i under the configuration and with each of its live options; false if it failed */
+static bool
+pk_adv_replan(PkAdvSearch *S, int i)
+{
+	PkAdvStmt  *s = &S->stmts[i];
+	PkAdvPlanReq *reqs = palloc(sizeof(PkAdvPlanReq) * Max(s->nopts, 1));
+	int		   *slot = palloc(sizeof(int) * Max(s->nopts, 1));
+	int			n = 0;
+	double		cost;
+
+	for (int k = 0; k < s->nopts; k++)
+	{
+		PkAdvOption *op = &S->opts[s->opts[k]];
+
+		if (op->dead)
+			continue;
+		reqs[n].nextra = op->n;
+		reqs[n].extra[0] = &op->m[0]->hypo;
+		reqs[n].extra[1] = op->n > 1 ? &op->m[1]->hypo : NULL;
+		slot[n++] = k;
+	}
+	if (!pk_adv_plan_statement(s, S->conf, S->nconf, reqs, n, &cost, S->scratch))
+	{
+		pfree(reqs);
+		pfree(slot);
+		return false;
+	}
+	s->cur_cost = cost;
+	for (int r = 0; r < n; r++)
+	{
+		s->ocost[slot[r]] = reqs[r].cost;
+		s->oused[slot[r]] = reqs[r].used;
+	}
+	pfree(reqs);
+	pfree(slot);
+	return true;
+}
+
+/* True when option slot k of statement s helps it: an index of it is used and the plan is cheaper */
+static bool
+pk_adv_slot_helps(const PkAdvStmt *s, int k)
+{
+	return s->base_cost > 0 && s->oused[k] != 0 && s->ocost[k] < s->cur_cost * 0.99;
+}
+
+/* Read saving of an option over the configuration so far; sets op->both */
+static double
+pk_adv_read_saving(PkAdvSearch *S, PkAdvOption *op)
+{
+	double		saving = 0;
+
+	op->both = false;
+	for (int r = 0; r < op->nrel; r++)
+	{
+		PkAdvStmt  *s = &S->stmts[op->rel_stmt[r]];
+		int			k = op->rel_slot[r];
+
+		if (!pk_adv_slot_helps(s, k))
+			continue;
+		saving += s->calls * (s->cur_cost - s->ocost[k]);
+		if (s->oused[k] == 3)
+			op->both = true;
+	}
+	return saving;
+}
+
+/* Net saving of an option: read saving minus its indexes' maintenance and space */
+static double
+pk_adv_net(PkAdvSearch *S, PkAdvOption *op)
+{
+	double		net = pk_adv_read_saving(S, op);
+
+	for (int k = 0; k < op->n; k++)
+		net -= op->m[k]->maintenance + op->m[k]->space;
+	op->net = net;
+	return net;
+}
+
+/*
+ * A multi-column candidate goes when a prefix alone gets PK_ADV_PREFIX_SHARE
+ * of its benefit on the statements it helps (benefits with no new index)
+ */
+static void
+pk_adv_drop_long_prefixed(PkAdvSearch *S)
+{
+	for (int o = 0; o < S->nopts; o++)
+		if (S->opts[o].n == 1)
+			S->opts[o].m[0]->benefit = pk_adv_read_saving(S, &S->opts[o]);
+	for (int o = 0; o < S->nopts; o++)
+	{
+		PkAdvOption *oc = &S->opts[o];
+		PkAdvCand  *c = oc->m[0];
+
+		if (oc->n != 1 || c->hypo.ncolumns < 2)
+			continue;
+		for (int q = 0; q < S->nopts; q++)
+		{
+			PkAdvOption *opf = &S->opts[q];
+			double		where = 0;
+
+			if (opf->n != 1 || opf->dead || !pk_adv_is_prefix(&opf->m[0]->hypo, &c->hypo))
+				continue;
+			/* the prefix's benefit on the statements c helps */
+			for (int r = 0; r < oc->nrel; r++)
+			{
+				PkAdvStmt  *s = &S->stmts[oc->rel_stmt[r]];
+
+				if (!pk_adv_slot_helps(s, oc->rel_slot[r]))
+					continue;
+				for (int k = 0; k < s->nopts; k++)
+					if (s->opts[k] == q && pk_adv_slot_helps(s, k))
+						where += s->calls * (s->cur_cost - s->ocost[k]);
+			}
+			if (where >= PK_ADV_PREFIX_SHARE * c->benefit)
+			{
+				c->dropped = true;
+				break;
+			}
+		}
+	}
+	for (int o = 0; o < S->nopts; o++)
+		for (int k = 0; k < S->opts[o].n; k++)
+			if (S->opts[o].m[k]->dropped)
+				S->opts[o].dead = true;
+}
+
+/* Maintenance and space prices of each live candidate */
+static void
+pk_adv_price(PkAdvSearch *S, PkAdvWorkload *w)
+{
+	for (int o = 0; o < S->nopts; o++)
+	{
+		PkAdvCand  *c = S->opts[o].m[0];
+		double		entries = 0;
 		ListCell   *lc;
 
-		if (c->dropped)
+		if (S->opts[o].n != 1)
 			continue;
-		pk_adv_measure(&extra, stmts, best, NULL);
-		if (extra.benefit < 0.1 * c->benefit)
+		c->est_bytes = pk_whatif_estimate_pages(&c->hypo, pk_adv_table_tuples(c->hypo.relid),
+												NULL) * BLCKSZ;
+		c->space = pk_advisor_space_cost * c->est_bytes / (1024.0 * 1024.0);
+		c->maintenance = 0;
+		if (!w->weigh_writes)
 			continue;
-		foreach(lc, c->trials)
+		foreach(lc, w->writes)
 		{
-			PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
+			PkAdvWrite *wr = (PkAdvWrite *) lfirst(lc);
 
-			if (t->used && t->cost < best[t->stmt])
-				best[t->stmt] = t->cost;
+			if (wr->relid == c->hypo.relid)
+				entries += wr->entries;
 		}
-		chosen = lappend(chosen, c);
+		/* other methods write more per row (a GIN entry per element) */
+		c->maintenance = entries * PK_ADV_ENTRY_COST * (c->hypo.amoid == BTREE_AM_OID ? 1 : 2);
+	}
+}
+
+/* Net saving of the single option of c (minus infinity when it has none or it is dead) */
+static double
+pk_adv_single_net(PkAdvSearch *S, PkAdvCand *c)
+{
+	if (c->single < 0 || S->opts[c->single].dead)
+		return -DBL_MAX;
+	return S->opts[c->single].net;
+}
+
+/* Take option op as step `step`: credit its statements, extend the configuration */
+static void
+pk_adv_take(PkAdvSearch *S, PkAdvOption *op, int step)
+{
+	double		ms = 0;
+
+	for (int r = 0; r < op->nrel; r++)
+	{
+		int			i = op->rel_stmt[r];
+		PkAdvStmt  *s = &S->stmts[i];
+		int			k = op->rel_slot[r];
+
+		if (!pk_adv_slot_helps(s, k))
+			continue;
+		if (s->total_time >= 0)
+			ms += s->total_time * (s->cur_cost - s->ocost[k]) / s->base_cost;
+		for (int m = 0; m < op->n; m++)
+			op->m[m]->served = lappend_int(op->m[m]->served, i);
+	}
+	for (int m = 0; m < op->n; m++)
+	{
+		PkAdvCand  *c = op->m[m];
+
+		c->step = step;
+		c->saving = op->net / op->n;
+		c->saving_ms = ms / op->n;
+		S->conf[S->nconf++] = &c->hypo;
+	}
+	/* options with a chosen member are done: what is left of a pair is its other half alone */
+	for (int o = 0; o < S->nopts; o++)
+		for (int k = 0; k < S->opts[o].n; k++)
+			if (S->opts[o].m[k]->step > 0)
+				S->opts[o].dead = true;
+}
+
+/* Plan again the statements whose plans the new indexes of op may change */
+static void
+pk_adv_refresh(PkAdvSearch *S, PkAdvOption *op)
+{
+	for (int i = 0; i < S->nstmts; i++)
+	{
+		PkAdvStmt  *s = &S->stmts[i];
+		bool		touched = false;
+
+		if (s->base_cost < 0)
+			continue;
+		for (int m = 0; m < op->n && !touched; m++)
+			touched = pk_adv_may_use(s, &op->m[m]->hypo);
+		if (touched && !pk_adv_replan(S, i))
+			s->base_cost = -1;	/* it no longer plans: out of the search */
+	}
+}
+
+/* The greedy search; returns the chosen candidates in step order */
+static List *
+pk_adv_search(PkAdvSearch *S, PkAdvWorkload *w)
+{
+	List	   *chosen = NIL;
+	double		min_step = PK_ADV_MIN_STEP_SHARE * w->total_cost;
+	int			step = 0;
+
+	S->conf = palloc(sizeof(PkHypoIndex *) * Max(S->nopts + 2, 1));
+	for (;;)
+	{
+		int			left = w->max_indexes < 0 ? INT_MAX : w->max_indexes - S->nconf;
+		PkAdvOption *best = NULL;
+
+		if (left <= 0)
+			break;
+		for (int o = 0; o < S->nopts; o++)
+			if (!S->opts[o].dead && S->opts[o].n == 1)
+				pk_adv_net(S, &S->opts[o]);
+		for (int o = 0; o < S->nopts; o++)
+		{
+			PkAdvOption *op = &S->opts[o];
+
+			if (op->dead)
+				continue;
+			if (op->n == 2)
+			{
+				double		half = Max(pk_adv_single_net(S, op->m[0]),
+									   pk_adv_single_net(S, op->m[1]));
+
+				pk_adv_net(S, op);
+				/* a pair must fit the budget and beat its better half by something of its own */
+				if (left < 2 || !op->both || op->net < half * PK_ADV_PAIR_MARGIN ||
+					op->net - half < min_step)
+					continue;
+			}
+			if (best == NULL || op->net > best->net)
+				best = op;
+		}
+		if (best == NULL || best->net <= 0 || best->net < min_step)
+			break;
+		step++;
+		pk_adv_take(S, best, step);
+		for (int m = 0; m < best->n; m++)
+			chosen = lappend(chosen, best->m[m]);
+		pk_adv_refresh(S, best);
 	}
 	return chosen;
 }
 
-/* Per statement, the chosen index that serves it best (NULL where none helps) */
-static PkAdvCand **
-pk_adv_credit(List *chosen, PkAdvStmt *stmts, int nstmts, const double *best)
-{
-	PkAdvCand **owner = palloc0(sizeof(PkAdvCand *) * Max(nstmts, 1));
-	ListCell   *lc;
-
-	foreach(lc, chosen)
-	{
-		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
-		ListCell   *t;
-
-		foreach(t, c->trials)
-		{
-			PkAdvTrial *tr = (PkAdvTrial *) lfirst(t);
-
-			if (pk_adv_helps(c, tr, stmts, stmts[tr->stmt].base_cost, NULL) &&
-				tr->cost <= best[tr->stmt])
-				owner[tr->stmt] = c;
-		}
-	}
-	return owner;
-}
-
 /*
- * Run the advisor over stmts; returns the chosen candidates, best first.
- * Statements with s->query set are planned as they are; others are
- * replayed from their entry.
+ * Run the advisor over stmts; returns the chosen candidates that reach
+ * w->min_improvement, in step order.  Statements with s->query set are
+ * planned as they are; others are replayed from their entry.
  */
 List *
-pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement)
+pk_adv_compute(PkAdvStmt *stmts, int nstmts, PkAdvWorkload *w)
 {
+	PkAdvSearch S;
 	List	   *cands;
+	List	   *pairs;
 	List	   *chosen;
 	List	   *result = NIL;
-	PkAdvCand **order;
-	PkAdvCand **owner;
-	MemoryContext scratch;
-	double	   *best = palloc(sizeof(double) * Max(nstmts, 1));
 	ListCell   *lc;
-	int			n;
 
-	cands = pk_adv_all_candidates(stmts, nstmts);
-	scratch = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor plans",
-									ALLOCSET_DEFAULT_SIZES);
-	pk_adv_plan_all(stmts, nstmts, cands, scratch);
-	order = pk_adv_worthwhile(cands, stmts, min_improvement, &n);
-	chosen = pk_adv_choose_greedily(order, n, stmts, nstmts, best);
-	owner = pk_adv_credit(chosen, stmts, nstmts, best);
-	pk_adv_merge_prefixes(chosen, stmts, nstmts, owner, scratch);
-	MemoryContextDelete(scratch);
+	memset(&S, 0, sizeof(S));
+	S.stmts = stmts;
+	S.nstmts = nstmts;
+	cands = pk_adv_all_candidates(stmts, nstmts, &pairs);
+	pk_adv_make_options(&S, cands, pairs);
+	pk_adv_link(&S);
+	S.scratch = AllocSetContextCreate(CurrentMemoryContext, "perfkit advisor plans",
+									  ALLOCSET_DEFAULT_SIZES);
 
-	/* report on the chosen indexes, with the statements credited to each */
+	/* every statement that some option may help, planned without and with each */
+	w->total_cost = 0;
+	for (int i = 0; i < nstmts; i++)
+	{
+		stmts[i].base_cost = -1;
+		if (stmts[i].nopts == 0 || !pk_adv_replan(&S, i))
+			continue;
+		stmts[i].base_cost = stmts[i].cur_cost;
+		w->total_cost += stmts[i].calls * stmts[i].base_cost;
+	}
+	pk_adv_drop_long_prefixed(&S);
+	pk_adv_price(&S, w);
+	chosen = pk_adv_search(&S, w);
+	MemoryContextDelete(S.scratch);
+
+	/* each chosen index: its statements' cost before and under the whole configuration */
 	foreach(lc, chosen)
 	{
 		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
+		ListCell   *ls;
 
-		if (c->dropped)
-			continue;
-		pk_adv_measure(c, stmts, NULL, owner);
-		c->owner = owner;
-		c->score = c->benefit * (1.0 - 0.5 * c->write_ratio);
-		if (c->benefit > 0 && c->improvement >= min_improvement)
+		c->before = c->after = 0;
+		foreach(ls, c->served)
+		{
+			PkAdvStmt  *s = &stmts[lfirst_int(ls)];
+
+			c->before += s->calls * s->base_cost;
+			c->after += s->calls * Min(s->cur_cost, s->base_cost);
+		}
+		c->improvement = c->before > 0 ? 100.0 * (1.0 - c->after / c->before) : 0;
+		if (c->served != NIL && c->improvement >= w->min_improvement)
 			result = lappend(result, c);
 	}
 	return result;

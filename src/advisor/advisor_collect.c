@@ -64,6 +64,7 @@
 double		pk_advisor_sample_rate = 0.1;
 int			pk_advisor_max_quals = 16384;
 double		pk_advisor_min_improvement = 20.0;
+double		pk_advisor_space_cost = 1.0;
 
 #define PK_ADV_RECENT_SLOTS	64	/* fingerprints whose last sample time is kept */
 #define PK_ADV_RESAMPLE_US	USECS_PER_SEC	/* least time between two samples of one */
@@ -134,6 +135,10 @@ pk_advisor_define_settings(void)
 	DefineCustomRealVariable("perfkit.advisor_min_improvement",
 							 "Smallest planner-estimated cost cut, in percent, for which perfkit.index_recommendations lists an index.",
 							 NULL, &pk_advisor_min_improvement, 20.0, 0.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("perfkit.advisor_space_cost",
+							 "Price the index advisor charges per MB of estimated index size, in planner cost units.",
+							 NULL, &pk_advisor_space_cost, 1.0, 0.0, 1e12,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 }
 

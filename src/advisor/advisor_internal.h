@@ -72,6 +72,7 @@ typedef struct PkAdvEntry
 extern double pk_advisor_sample_rate;
 extern int	pk_advisor_max_quals;
 extern double pk_advisor_min_improvement;
+extern double pk_advisor_space_cost;
 
 /* advisor_collect.c: the shared table */
 extern int	pk_quals_from_planstate(QueryDesc *queryDesc, PkQual *quals, int max);
@@ -94,14 +95,17 @@ typedef struct PkHypoIndex
 extern void pk_whatif_install_hook(void);
 extern double pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples, int *height);
 extern PlannedStmt *pk_whatif_plan(Query *query, const char *text, ParamListInfo params,
-								   PkHypoIndex *hypo);
-extern bool pk_whatif_uses_candidate(PlannedStmt *pstmt);
+								   PkHypoIndex **hypos, int n);
+extern void pk_whatif_used(PlannedStmt *pstmt, int n, bool *used);
 
 #define PK_ADV_MIN_PAGES		10		/* smaller tables get no index */
 #define PK_ADV_MAX_KEPT			0.5		/* filters keeping this share of the rows or more lead nothing */
 #define PK_ADV_PREFIX_SHARE		0.9		/* a prefix with this share of the benefit wins */
-#define PK_ADV_PREFIX_SLACK		1.1		/* a longer index this close to its prefix replaces it */
-#define PK_ADV_REC_COLS			12
+#define PK_ADV_REC_COLS			18		/* columns of _index_recommendations() */
+#define PK_ADV_OLD_REC_COLS		12		/* before 0.3.0 */
+#define PK_ADV_MIN_STEP_SHARE	0.001	/* a step must save this share of the workload's cost */
+#define PK_ADV_ENTRY_COST		0.5		/* planner cost of writing one index entry (btree) */
+#define PK_ADV_PAIR_MARGIN		1.05	/* a pair must beat its better half by this factor */
 
 /* How a predicate can use an index */
 typedef enum PkQualClass
@@ -131,6 +135,7 @@ typedef struct PkAdvStmt
 	uint64		queryid;
 	Oid			userid;
 	double		calls;
+	double		total_time;		/* measured execution time of those calls, ms; < 0 if unknown */
 	PkAdvQual  *quals;
 	int			nquals;
 	/* representative execution (collected statements) */
@@ -138,44 +143,76 @@ typedef struct PkAdvStmt
 	/* the analyzed statement (recommend_indexes) */
 	Query	   *query;
 	const char *text;
-	double		base_cost;		/* plan cost without candidates; < 0 if not planned */
+	double		base_cost;		/* plan cost with the existing indexes only; < 0 if not planned */
+	double		cur_cost;		/* plan cost under the configuration chosen so far */
+	/* the search's steps that may help it (advisor_choose.c) */
+	int			nopts;
+	int		   *opts;			/* option numbers */
+	double	   *ocost;			/* per option: cost under the configuration plus the option */
+	uint8	   *oused;			/* per option: bit i set when member i is in the plan */
 } PkAdvStmt;
 
-typedef struct PkAdvCand PkAdvCand;
-
-/* What planning one statement with one candidate gave */
-typedef struct PkAdvTrial
-{
-	PkAdvCand  *cand;			/* the candidate */
-	int			stmt;			/* index into the statement array */
-	double		cost;
-	bool		used;
-} PkAdvTrial;
-
 /* A candidate index */
-struct PkAdvCand
+typedef struct PkAdvCand
 {
 	PkHypoIndex hypo;
-	List	   *trials;			/* PkAdvTrial * */
-	double		benefit;		/* sum over helped statements of calls * (base - cost) */
-	double		before;			/* sum of calls * base over helped statements */
-	double		after;			/* sum of calls * cost over helped statements */
+	bool		dropped;		/* covered by an existing index, or a prefix does as well */
+	double		benefit;		/* alone: sum over helped statements of calls * (base - cost) */
+	double		maintenance;	/* planner cost of keeping it up to date under the observed writes */
+	double		space;			/* price of its estimated size (perfkit.advisor_space_cost) */
+	double		est_bytes;		/* estimated size */
+	int			single;			/* its own option (advisor_choose.c), -1 if none */
+	/* once chosen */
+	int			step;			/* greedy step that chose it, from 1; 0 if not chosen */
+	double		saving;			/* its share of its step's net saving */
+	double		saving_ms;		/* its share of the measured time its step saved, ms */
+	List	   *served;			/* statement numbers whose cost its step lowered */
+	double		before;			/* sum of calls * base cost over them */
+	double		after;			/* sum of calls * cost under the whole configuration */
 	double		improvement;	/* percent */
-	double		write_ratio;
-	double		score;
-	bool		dropped;
-	PkAdvCand **owner;			/* per statement: the chosen index serving it best */
-};
+} PkAdvCand;
+
+/* One planning of a statement: the configuration plus up to two more candidates */
+typedef struct PkAdvPlanReq
+{
+	PkHypoIndex *extra[2];
+	int			nextra;
+	double		cost;			/* out: plan cost */
+	uint8		used;			/* out: bit i set when extra[i] is in the plan */
+} PkAdvPlanReq;
+
+/* What one computation works on besides the statements */
+typedef struct PkAdvWorkload
+{
+	bool		weigh_writes;	/* charge maintenance for the observed writes */
+	int			max_indexes;	/* budget; < 0 for none */
+	double		min_improvement;	/* percent, per index (README) */
+	List	   *writes;			/* PkAdvWrite *: rows written per table (advisor.c) */
+	double		hours;			/* observed span of the workload, hours */
+	double		ms_per_cost;	/* measured ms per planner cost unit; < 0 if unknown */
+	double		total_cost;		/* out: sum of calls * base cost of the planned statements */
+} PkAdvWorkload;
+
+/* Rows written to one table by the observed statements, weighted (README) */
+typedef struct PkAdvWrite
+{
+	Oid			relid;
+	double		entries;		/* index entries a new index on it would have had to write */
+} PkAdvWrite;
 
 extern void pk_adv_set_quals(PkAdvStmt *s, const PkQual *quals, int count);
 extern int pk_adv_eq_frequency(PkAdvStmt *stmts, int nstmts, Oid relid, AttrNumber attnum);
 extern bool pk_adv_already_indexed(const PkHypoIndex *h);
 extern void pk_adv_candidates_for(List **cands, PkAdvStmt *s, Oid relid);
 extern bool pk_adv_may_help(const PkAdvStmt *s, const PkHypoIndex *h);
+extern bool pk_adv_may_use(const PkAdvStmt *s, const PkHypoIndex *h);
+extern PkAdvCand *pk_adv_add_candidate(List **cands, const PkHypoIndex *h);
 extern Query *pk_adv_analyze(const char *sql, Oid *paramtypes, int nparams);
-extern void pk_adv_plan_statement(PkAdvStmt *stmts, int i, List *cands, bool force, MemoryContext scratch);
-extern bool pk_adv_helps(const PkAdvCand *c, const PkAdvTrial *t, const PkAdvStmt *stmts, double bar, PkAdvCand *const *owner);
-extern List *pk_adv_compute(PkAdvStmt *stmts, int nstmts, double min_improvement);
+extern bool pk_adv_plan_statement(PkAdvStmt *s, PkHypoIndex **conf, int nconf,
+								  PkAdvPlanReq *reqs, int nreqs, double *conf_cost,
+								  MemoryContext scratch);
+extern List *pk_adv_compute(PkAdvStmt *stmts, int nstmts, PkAdvWorkload *w);
+extern double pk_adv_table_tuples(Oid relid);
 extern void pk_adv_forget_opclasses(void);
 
 #endif							/* PERFKIT_ADVISOR_INTERNAL_H */

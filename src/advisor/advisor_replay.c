@@ -105,39 +105,38 @@ pk_adv_params(const PkAdvEntry *e)
 }
 
 /*
- * Plan one statement without and with each candidate it may use (every
- * candidate with force); returns the trials, allocated in keep, and the cost
- * without candidates in *base_cost.
+ * Plan one statement under the configuration conf[0 .. nconf-1] and under it
+ * plus each request's extra candidates; the cost under conf alone goes to
+ * *conf_cost, the others into the requests.
  */
-static List *
-pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const char *sql,
-					 ParamListInfo params, MemoryContext keep, bool force, double *base_cost)
+static void
+pk_adv_try_statement(Query *query, const char *sql, ParamListInfo params,
+					 PkHypoIndex **conf, int nconf, PkAdvPlanReq *reqs, int nreqs,
+					 double *conf_cost)
 {
-	MemoryContext old;
-	PlannedStmt *base = pk_whatif_plan(query, sql, params, NULL);
-	List	   *trials = NIL;
-	ListCell   *lc;
+	PkHypoIndex **hypos = palloc(sizeof(PkHypoIndex *) * (nconf + 2));
+	bool	   *used = palloc(sizeof(bool) * (nconf + 2));
+	int			r;
 
-	*base_cost = base->planTree->total_cost;
-	foreach(lc, cands)
+	if (nconf > 0)
+		memcpy(hypos, conf, sizeof(PkHypoIndex *) * nconf);
+	*conf_cost = pk_whatif_plan(query, sql, params, hypos, nconf)->planTree->total_cost;
+	for (r = 0; r < nreqs; r++)
 	{
-		PkAdvCand  *c = (PkAdvCand *) lfirst(lc);
+		PkAdvPlanReq *req = &reqs[r];
 		PlannedStmt *p;
-		PkAdvTrial *t;
+		int			k;
 
-		if (c->dropped || (!force && !pk_adv_may_help(s, &c->hypo)))
-			continue;
-		p = pk_whatif_plan(query, sql, params, &c->hypo);
-		old = MemoryContextSwitchTo(keep);
-		t = palloc(sizeof(PkAdvTrial));
-		t->cand = c;
-		t->stmt = sidx;
-		t->cost = p->planTree->total_cost;
-		t->used = pk_whatif_uses_candidate(p);
-		trials = lappend(trials, t);
-		MemoryContextSwitchTo(old);
+		for (k = 0; k < req->nextra; k++)
+			hypos[nconf + k] = req->extra[k];
+		p = pk_whatif_plan(query, sql, params, hypos, nconf + req->nextra);
+		req->cost = p->planTree->total_cost;
+		req->used = 0;
+		pk_whatif_used(p, nconf + req->nextra, used);
+		for (k = 0; k < req->nextra; k++)
+			if (used[nconf + k])
+				req->used |= (uint8) (1 << k);
 	}
-	return trials;
 }
 
 /*
@@ -148,8 +147,8 @@ pk_adv_try_statement(PkAdvStmt *s, int sidx, List *cands, Query *query, const ch
  * resources ends the whole computation; other errors skip the statement.
  */
 static bool
-pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool force,
-			  List **trials, double *base_cost)
+pk_adv_replay(PkAdvStmt *s, PkHypoIndex **conf, int nconf, PkAdvPlanReq *reqs, int nreqs,
+			  double *conf_cost)
 {
 	const PkAdvEntry *e = s->entry;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -175,7 +174,7 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool forc
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		query = pk_adv_analyze(sql, (Oid *) e->paramtypes, Max(e->nparams, 0));
 		params = pk_adv_params(e);
-		*trials = pk_adv_try_statement(s, sidx, cands, query, sql, params, keep, force, base_cost);
+		pk_adv_try_statement(query, sql, params, conf, nconf, reqs, nreqs, conf_cost);
 		pk_run_as_end(&saved);
 		ReleaseCurrentSubTransaction();
 	}
@@ -196,7 +195,6 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool forc
 			category == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		*trials = NIL;
 		ok = false;
 	}
 	PG_END_TRY();
@@ -206,37 +204,23 @@ pk_adv_replay(PkAdvStmt *s, int sidx, List *cands, MemoryContext keep, bool forc
 }
 
 /*
- * Plan statement i without and with the candidates of cands it may use (all
- * of them with force); parse trees and plans go into scratch, reset after it,
- * so only the trials stay.
+ * Plan statement s under the configuration conf and under it plus each
+ * request's candidates (pk_adv_try_statement); false when it no longer
+ * plans.  Parse trees and plans go into scratch, reset after it.
  */
-void
-pk_adv_plan_statement(PkAdvStmt *stmts, int i, List *cands, bool force, MemoryContext scratch)
+bool
+pk_adv_plan_statement(PkAdvStmt *s, PkHypoIndex **conf, int nconf, PkAdvPlanReq *reqs,
+					  int nreqs, double *conf_cost, MemoryContext scratch)
 {
-	PkAdvStmt  *s = &stmts[i];
-	MemoryContext keep = MemoryContextSwitchTo(scratch);
-	List	   *trials = NIL;
-	double		base_cost = -1;
+	MemoryContext old = MemoryContextSwitchTo(scratch);
 	bool		ok = true;
-	ListCell   *lc;
 
 	if (s->query != NULL)
-		trials = pk_adv_try_statement(s, i, cands, s->query, s->text, NULL, keep, force,
-									  &base_cost);
+		pk_adv_try_statement(s->query, s->text, NULL, conf, nconf, reqs, nreqs, conf_cost);
 	else
-		ok = pk_adv_replay(s, i, cands, keep, force, &trials, &base_cost);
-	MemoryContextSwitchTo(keep);
-	/* a statement that failed half-way leaves nothing behind */
-	if (ok)
-	{
-		s->base_cost = base_cost;
-		foreach(lc, trials)
-		{
-			PkAdvTrial *t = (PkAdvTrial *) lfirst(lc);
-
-			t->cand->trials = lappend(t->cand->trials, t);
-		}
-	}
+		ok = pk_adv_replay(s, conf, nconf, reqs, nreqs, conf_cost);
+	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch);
 	CHECK_FOR_INTERRUPTS();
+	return ok;
 }

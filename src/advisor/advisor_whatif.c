@@ -1,23 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * advisor_whatif.c
- *	  Index advisor, what-if planning: plan a statement as if a candidate
- *	  index existed, without creating it and without executing anything.
+ *	  Index advisor, what-if planning: plan a statement as if a set of
+ *	  candidate indexes (a configuration) existed, without creating them and
+ *	  without executing anything.
  *
  * perfkit's relation-info hook (get_relation_info_hook, from 19
  * build_simple_rel_hook: pk_relinfo_hook in compat.h) adds one hypothetical IndexOptInfo
- * (hypothetical = true) to the planner's view of the candidate's table
- * while pk_whatif_plan() runs the planner; at any other time the hook
- * only chains.  The planner costs the hypothetical index with the access
+ * (hypothetical = true) per candidate of the configuration to the planner's
+ * view of that candidate's table while pk_whatif_plan() runs the planner;
+ * at any other time the hook only chains.  The planner costs the hypothetical index with the access
  * method's own cost estimator, from a size computed here: leaf tuples of
  * the average column widths (pg_statistic, else the type's), pages filled
  * to the default 90%, plus the inner levels and metapage, then 10% more
  * for bloat, so that the estimate errs on the large side and an existing
  * real index of the same shape still wins a tie.
  *
- * The hypothetical index has a fake OID (PK_WHATIF_FAKE_OID, from the
- * top of the OID space, where PostgreSQL does not hand out OIDs for
- * indexes in practice); pk_whatif_uses_candidate() looks for it in the plan.
+ * The i-th hypothetical index of a configuration has the fake OID
+ * PK_WHATIF_FAKE_OID + i (near the top of the OID space, where PostgreSQL
+ * does not hand out OIDs for indexes in practice); pk_whatif_used() looks
+ * for them in the plan.
  * The planner is called directly (standard_planner), so planner hooks of
  * other extensions never see these plans; perfkit's own planner_hook hides
  * the candidate from plannings nested in it (queries of functions that the
@@ -43,13 +45,15 @@
 #include "core/compat.h"
 #include "core/plan_walk.h"
 
-#define PK_WHATIF_FAKE_OID	((Oid) 0xFFFFFF00)
+#define PK_WHATIF_FAKE_OID	((Oid) 0xFFF00000)
+#define PK_WHATIF_MAX		((int) (0xFFFFFF00 - 0xFFF00000))
 
 static pk_relinfo_hook_type prev_relinfo = NULL;
 static planner_hook_type prev_planner = NULL;
 
-/* The candidate being planned, or NULL */
-static PkHypoIndex *pk_whatif_active = NULL;
+/* The configuration being planned (NULL when none) and its size */
+static PkHypoIndex **pk_whatif_active = NULL;
+static int	pk_whatif_nactive = 0;
 
 /* Average stored width of a column, bytes */
 static int32
@@ -108,14 +112,14 @@ pk_whatif_estimate_pages(const PkHypoIndex *hypo, double tuples, int *height)
 
 /* The planner's description of the hypothetical index on rel */
 static IndexOptInfo *
-pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
+pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo, Oid indexoid)
 {
 	IndexOptInfo *info = makeNode(IndexOptInfo);
 	const IndexAmRoutine *am = GetIndexAmRoutineByAmId(hypo->amoid, false);
 	int			n = hypo->ncolumns;
 	int			i;
 
-	info->indexoid = PK_WHATIF_FAKE_OID;
+	info->indexoid = indexoid;
 	info->reltablespace = rel->reltablespace;
 	info->rel = rel;
 	info->ncolumns = info->nkeycolumns = n;
@@ -176,15 +180,21 @@ pk_hypothetical_index(RelOptInfo *rel, const PkHypoIndex *hypo)
 	return info;
 }
 
-/* Relation-info hook: add the active candidate to its table's indexes */
+/* Relation-info hook: add the active configuration's candidates to their table's indexes */
 static void
 pk_relation_info(PK_RELINFO_PARAMS)
 {
+	int			i;
+
 	if (prev_relinfo)
 		prev_relinfo(PK_RELINFO_ARGS);
-	if (pk_whatif_active != NULL && !PK_RELINFO_INHPARENT &&
-		PK_RELINFO_RELID == pk_whatif_active->relid)
-		rel->indexlist = lcons(pk_hypothetical_index(rel, pk_whatif_active), rel->indexlist);
+	if (pk_whatif_active == NULL || PK_RELINFO_INHPARENT)
+		return;
+	for (i = 0; i < pk_whatif_nactive; i++)
+		if (PK_RELINFO_RELID == pk_whatif_active[i]->relid)
+			rel->indexlist = lcons(pk_hypothetical_index(rel, pk_whatif_active[i],
+														 PK_WHATIF_FAKE_OID + i),
+								   rel->indexlist);
 }
 
 /*
@@ -194,12 +204,14 @@ pk_relation_info(PK_RELINFO_PARAMS)
 static PlannedStmt *
 pk_planner(PK_PLANNER_PARAMS)
 {
-	PkHypoIndex *saved = pk_whatif_active;
+	PkHypoIndex **saved = pk_whatif_active;
+	int			nsaved = pk_whatif_nactive;
 	PlannedStmt *result;
 
 	if (saved == NULL)
 		return prev_planner ? prev_planner(PK_PLANNER_ARGS) : standard_planner(PK_PLANNER_ARGS);
 	pk_whatif_active = NULL;
+	pk_whatif_nactive = 0;
 	PG_TRY();
 	{
 		result = prev_planner ? prev_planner(PK_PLANNER_ARGS) : standard_planner(PK_PLANNER_ARGS);
@@ -207,6 +219,7 @@ pk_planner(PK_PLANNER_PARAMS)
 	PG_FINALLY();
 	{
 		pk_whatif_active = saved;
+		pk_whatif_nactive = nsaved;
 	}
 	PG_END_TRY();
 	return result;
@@ -222,15 +235,22 @@ pk_whatif_install_hook(void)
 	planner_hook = pk_planner;
 }
 
-/* Plan a copy of query, with the hypothetical index hypo if not NULL */
+/* Plan a copy of query with the hypothetical indexes hypos[0 .. n-1] (none when n is 0) */
 PlannedStmt *
-pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex *hypo)
+pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex **hypos, int n)
 {
 	Query	   *copy = copyObject(query);
-	PkHypoIndex *saved = pk_whatif_active;
+	PkHypoIndex **saved = pk_whatif_active;
+	int			nsaved = pk_whatif_nactive;
 	PlannedStmt *pstmt;
 
-	pk_whatif_active = hypo;
+	if (n > PK_WHATIF_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many hypothetical indexes in one configuration"),
+				 errhint("Lower max_indexes.")));
+	pk_whatif_active = n > 0 ? hypos : NULL;
+	pk_whatif_nactive = n;
 	PG_TRY();
 	{
 		pstmt = pk_standard_planner(copy, text, CURSOR_OPT_PARALLEL_OK, params);
@@ -238,50 +258,51 @@ pk_whatif_plan(Query *query, const char *text, ParamListInfo params, PkHypoIndex
 	PG_FINALLY();
 	{
 		pk_whatif_active = saved;
+		pk_whatif_nactive = nsaved;
 	}
 	PG_END_TRY();
 	return pstmt;
 }
 
-/* True when the plan tree scans the index */
-static bool
-pk_plan_uses(Plan *plan, Oid indexoid)
+/* Mark in used[] the hypothetical indexes (fake OIDs below n) the plan tree scans */
+static void
+pk_plan_uses(Plan *plan, int n, bool *used)
 {
 	ListCell   *lc;
+	Oid			indexoid = InvalidOid;
 
 	if (plan == NULL)
-		return false;
+		return;
 	switch (nodeTag(plan))
 	{
 		case T_IndexScan:
-			return ((IndexScan *) plan)->indexid == indexoid;
+			indexoid = ((IndexScan *) plan)->indexid;
+			break;
 		case T_IndexOnlyScan:
-			return ((IndexOnlyScan *) plan)->indexid == indexoid;
+			indexoid = ((IndexOnlyScan *) plan)->indexid;
+			break;
 		case T_BitmapIndexScan:
-			return ((BitmapIndexScan *) plan)->indexid == indexoid;
+			indexoid = ((BitmapIndexScan *) plan)->indexid;
+			break;
 		default:
 			break;
 	}
+	if (indexoid >= PK_WHATIF_FAKE_OID && indexoid < PK_WHATIF_FAKE_OID + (Oid) n)
+		used[indexoid - PK_WHATIF_FAKE_OID] = true;
 	foreach(lc, pk_plan_children(plan))
-	{
-		if (pk_plan_uses((Plan *) lfirst(lc), indexoid))
-			return true;
-	}
-	return pk_plan_uses(plan->lefttree, indexoid) || pk_plan_uses(plan->righttree, indexoid);
+		pk_plan_uses((Plan *) lfirst(lc), n, used);
+	pk_plan_uses(plan->lefttree, n, used);
+	pk_plan_uses(plan->righttree, n, used);
 }
 
-/* True when the planned statement (subplans included) uses the hypothetical index */
-bool
-pk_whatif_uses_candidate(PlannedStmt *pstmt)
+/* Set used[i] when the planned statement (subplans included) scans hypothetical index i of n */
+void
+pk_whatif_used(PlannedStmt *pstmt, int n, bool *used)
 {
 	ListCell   *lc;
 
-	if (pk_plan_uses(pstmt->planTree, PK_WHATIF_FAKE_OID))
-		return true;
+	memset(used, 0, sizeof(bool) * n);
+	pk_plan_uses(pstmt->planTree, n, used);
 	foreach(lc, pstmt->subplans)
-	{
-		if (pk_plan_uses((Plan *) lfirst(lc), PK_WHATIF_FAKE_OID))
-			return true;
-	}
-	return false;
+		pk_plan_uses((Plan *) lfirst(lc), n, used);
 }
