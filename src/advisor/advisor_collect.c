@@ -667,9 +667,9 @@ pk_adv_evict_locked(void)
 	pfree(entries);
 }
 
-/* At ExecutorEnd of a sampled statement: keep its predicates */
-void
-pk_advisor_executor_end(QueryDesc *queryDesc, int level)
+/* Keep the predicates of a sampled execution (out of line: most statements are not sampled) */
+static pg_noinline void
+pk_advisor_keep_sample(QueryDesc *queryDesc, int level)
 {
 	PkQual		quals[PK_ADV_QUALS_PER_STMT];
 	int			count;
@@ -679,8 +679,6 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	PkAdvSample *sample;
 	bool		found;
 
-	if (level >= PK_ADV_MAX_LEVELS || pk_adv_sampled[level].queryDesc != queryDesc)
-		return;
 	sample = &pk_adv_sampled[level];
 	sample->queryDesc = NULL;
 	if (queryDesc->planstate == NULL)
@@ -730,6 +728,14 @@ pk_advisor_executor_end(QueryDesc *queryDesc, int level)
 	}
 	LWLockRelease(pk_adv_state->lock);
 	pfree(fresh);
+}
+
+/* At ExecutorEnd: keep the predicates of a sampled statement */
+void
+pk_advisor_executor_end(QueryDesc *queryDesc, int level)
+{
+	if (level < PK_ADV_MAX_LEVELS && pk_adv_sampled[level].queryDesc == queryDesc)
+		pk_advisor_keep_sample(queryDesc, level);
 }
 
 /* Copies of the entries of one database, palloc'd; *count receives their number */

@@ -218,7 +218,14 @@ extern char *pk_redis_exclude_tables;
 extern char *pk_redis_exclude_queries;
 
 /* redis_writes.c */
-extern bool pk_redis_tracking(void);
+/* True when writes must be tracked: the push is on here or in the worker */
+static inline bool
+pk_redis_tracking(void)
+{
+	return pk_redis != NULL && !IsParallelWorker() &&
+		((pk_redis_url != NULL && pk_redis_url[0] != '\0') ||
+		 pg_atomic_read_u32(&pk_redis->enabled) != 0);
+}
 extern const char *pk_redis_datname(void);
 extern bool pk_redis_wrote_any(const Oid *relids, int n);
 extern void pk_redis_note_dml(PlannedStmt *pstmt);

@@ -62,14 +62,6 @@ static FullTransactionId pk_commit_fxid;
 static char pk_datname[NAMEDATALEN];
 static object_access_hook_type prev_object_access_hook = NULL;
 
-/* True when writes must be tracked: the push is on here or in the worker */
-bool
-pk_redis_tracking(void)
-{
-	return pk_redis != NULL && !IsParallelWorker() &&
-		((pk_redis_url != NULL && pk_redis_url[0] != '\0') ||
-		 pg_atomic_read_u32(&pk_redis->enabled) != 0);
-}
 
 /* The current database's name, looked up once per backend */
 const char *
@@ -287,6 +279,9 @@ pk_redis_publish_writes(void)
 static void
 pk_redis_xact_callback(XactEvent event, void *arg)
 {
+	/* the common case: the transaction wrote nothing perfkit tracks */
+	if (pk_nwritten == 0 && !pk_written_overflow)
+		return;
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
