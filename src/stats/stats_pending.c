@@ -314,6 +314,19 @@ pk_pending_empty(void)
 	pk_pending_count = 0;
 }
 
+/* A copy of a shared entry's text in the pending context (NULL if out of memory); the caller holds the table lock */
+static char *
+pk_pending_copy_text(const PkStatsEntry *entry, int *len)
+{
+	char	   *text = MemoryContextAllocExtended(pk_pending_cxt, entry->query_len + 1,
+												  MCXT_ALLOC_NO_OOM);
+
+	*len = entry->query_len;
+	if (text != NULL)
+		memcpy(text, entry->query, entry->query_len + 1);
+	return text;
+}
+
 /*
  * Find the shared entry of a key, or make it with the statement's text
  * (normalized when jstate is given), and give this backend a pending entry
@@ -346,12 +359,7 @@ pk_pending_attach(PkPending *p, uint32 slot, const PkStatsKey *key,
 	generation = pg_atomic_read_u32(&pk_state->generation);
 	entry = hash_search(pk_hash, key, HASH_FIND, NULL);
 	if (entry != NULL)
-	{
-		text_len = entry->query_len;
-		text = MemoryContextAllocExtended(pk_pending_cxt, text_len + 1, MCXT_ALLOC_NO_OOM);
-		if (text != NULL)
-			memcpy(text, entry->query, text_len + 1);
-	}
+		text = pk_pending_copy_text(entry, &text_len);
 	LWLockRelease(pk_state->lock);
 
 	if (entry == NULL)
@@ -368,12 +376,7 @@ pk_pending_attach(PkPending *p, uint32 slot, const PkStatsKey *key,
 		generation = pg_atomic_read_u32(&pk_state->generation);
 		entry = pk_stats_insert_locked(key, raw, len, now);
 		if (entry != NULL)
-		{
-			text_len = entry->query_len;
-			text = MemoryContextAllocExtended(pk_pending_cxt, text_len + 1, MCXT_ALLOC_NO_OOM);
-			if (text != NULL)
-				memcpy(text, entry->query, text_len + 1);
-		}
+			text = pk_pending_copy_text(entry, &text_len);
 		LWLockRelease(pk_state->lock);
 		if (normalized != NULL)
 			pfree(normalized);
