@@ -302,6 +302,8 @@ pk_stats_flush(void)
 {
 	if (pk_pending_dirty > 0 && pk_state != NULL)
 		pk_stats_flush_all(GetCurrentTimestamp());
+	else
+		pk_idle_flush_wanted = false;
 }
 
 /* Empty the pending table after a flush, to make room */
