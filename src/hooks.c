@@ -38,8 +38,8 @@
  * back without its id at every later execution, whatever the order.  So
  * perfkit takes nothing from another hook on trust: the query id of a
  * utility statement is remembered at parse analysis and found again in
- * ProcessUtility, and the nesting level goes up around every tracked
- * utility statement, recorded or not.
+ * ProcessUtility, and the nesting level goes up around every utility
+ * statement but EXECUTE and PREPARE, recorded or not.
  *
  *-------------------------------------------------------------------------
  */
