@@ -11,7 +11,9 @@ use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'perfkit'\n");
+# every execution reaches the shared table at once: this test reads other sessions' statements
+# right after they end (the flush interval itself is TAP 054's)
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'perfkit'\nperfkit.stats_flush_interval = 0\n");
 $node->start;
 
 my $statfile = $node->data_dir . '/pg_stat/perfkit.stat';

@@ -23,6 +23,8 @@ my $node = PostgreSQL::Test::Cluster->new('privileges_nonsuperuser');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'perfkit'
+# statements of other sessions are read right after they end (TAP 054 tests the interval)
+perfkit.stats_flush_interval = 0
 perfkit.track = all
 perfkit.slow_threshold = 50
 perfkit.nplusone_min_repeats = 5

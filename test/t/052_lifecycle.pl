@@ -86,6 +86,8 @@ my $node = PostgreSQL::Test::Cluster->new('lifecycle');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'perfkit'
+# statements of other sessions are read right after they end (TAP 054 tests the interval)
+perfkit.stats_flush_interval = 0
 perfkit.track = all
 perfkit.index_build_retry_delay = '200ms'
 perfkit.index_build_lock_timeout = '3s'
