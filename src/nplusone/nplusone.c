@@ -826,6 +826,8 @@ nplusone_fetched_values(ParamListInfo params, uint64 queryid, uint32 *hash, Nplu
 	NplusoneShape *shape = &nplusone_shapes[queryid % NPLUSONE_SHAPES];
 	int			n = 0;
 
+	if (keep != NULL)
+		keep->n = 0;
 	if (shape->queryid != queryid)
 		return 0;
 	for (int i = 0; i < shape->nparams && n < NPLUSONE_MAX_POS; i++)
