@@ -167,24 +167,25 @@ mapfile -t RECOMMENDED < <(wl_psql -c "SELECT definition FROM perfkit.index_reco
 pk_say "recommended (${advisor_ms} ms):"
 printf '    %s\n' "${RECOMMENDED[@]}"
 
-declare -A planned
-for config in none handpicked recommended; do
-	case $config in
+# Give the tables the indexes of one configuration: none, handpicked or recommended.
+wl_use() {
+	case $1 in
 		none) wl_configure ;;
 		handpicked) wl_configure "${HANDPICKED[@]}" ;;
 		recommended) wl_configure "${RECOMMENDED[@]}" ;;
 	esac
+}
+
+declare -A planned
+for config in none handpicked recommended; do
+	wl_use "$config"
 	planned[$config]=$(wl_planned)
 done
 
 declare -A times last
 for ((r = 1; r <= RUNS; r++)); do
 	for config in none handpicked recommended; do
-		case $config in
-			none) wl_configure ;;
-			handpicked) wl_configure "${HANDPICKED[@]}" ;;
-			recommended) wl_configure "${RECOMMENDED[@]}" ;;
-		esac
+		wl_use "$config"
 		wl_time >/dev/null   # warm the caches for this configuration
 		last[$config]=$(wl_time)
 		times[$config]+="${last[$config]} "
